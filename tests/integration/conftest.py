@@ -1,0 +1,99 @@
+"""Integration tests run against one shared local lab (scripts/lab.sh).
+
+The first test that needs the lab brings it up through the real entry point,
+`scripts/lab.sh up`; every later test reuses it. Tests marked ``lab_teardown``
+run last, whatever their file name, because they take the lab down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_SH = ROOT / "scripts" / "lab.sh"
+CLUSTER = "xpu-lab"
+HEAD = f"{CLUSTER}-head"
+LOGIN = f"{CLUSTER}-login"
+COMPUTE = [f"{CLUSTER}-cpu-st-c6i-1", f"{CLUSTER}-cpu-st-c6i-2"]
+NODES = [HEAD, LOGIN, *COMPUTE]
+
+
+def run(argv: list[str], timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command from the repository root with the test environment."""
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+            f"\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(LAB_SH), *args], timeout=timeout, check=check)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["podman", *args], timeout=120, check=check)
+
+
+def on_node(node: str, *argv: str, user: str = "root", check: bool = True):
+    return podman("exec", "-u", user, "-w", "/tmp", node, *argv, check=check)
+
+
+def containers_started_at() -> dict[str, str]:
+    out = podman("inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *NODES).stdout
+    return {line.split()[0]: " ".join(line.split()[1:]) for line in out.splitlines()}
+
+
+@dataclass
+class Lab:
+    up_seconds: float
+    up_output: str
+
+
+@pytest.fixture(scope="session")
+def lab_up() -> Lab:
+    """Bring the lab up once for the whole session (cold or warm)."""
+    started = time.monotonic()
+    proc = lab("up")
+    return Lab(up_seconds=time.monotonic() - started, up_output=proc.stdout)
+
+
+def plain(value):
+    """ansible-inventory marks templated values as {"__ansible_unsafe": v}; unwrap them."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def inventory_list(source: str) -> dict:
+    """`ansible-inventory --list` of an inventory source, as plain data."""
+    proc = run(
+        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", source, "--list"],
+        timeout=120,
+    )
+    return plain(json.loads(proc.stdout))
+
+
+@pytest.fixture(scope="session")
+def inventory(lab_up: Lab) -> dict:
+    return inventory_list("inventories/lab")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Stable: keep every other test's order, move teardown tests to the end.
+    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
