@@ -76,7 +76,7 @@ integration: deps
 # All tests in one pytest session (one closing summary line); the lab is torn
 # down afterwards whatever the outcome.
 test: deps lint
-	@rc=0; $(PYTEST) tests || rc=$$?; \
+	@rc=0; $(PYTEST) tests/unit tests/integration || rc=$$?; \
 	scripts/lab.sh down >/dev/null 2>&1 || true; \
 	exit $$rc
 

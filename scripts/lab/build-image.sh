@@ -7,6 +7,10 @@
 # Usage: build-image.sh IMAGE_REF
 set -euo pipefail
 
+# debootstrap fetches from the Debian registry like apt does: the proxy fence
+# set for AWS clients is not meant for it.
+unset HTTPS_PROXY HTTP_PROXY https_proxy http_proxy
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 image=${1:?usage: build-image.sh IMAGE_REF}
 
