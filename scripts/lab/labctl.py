@@ -112,11 +112,43 @@ def load_spec(path: Path = DEFAULT_SPEC) -> LabSpec:
         raise LabError(f"{path}: expected a mapping at the top level")
     name = str(_require(data, "cluster_name", path.name))
     net = _require(data, "network", path.name)
-    subnet = ipaddress.ip_network(str(_require(net, "subnet", "network")))
-    vpc = ipaddress.ip_network(str(net.get("vpc_cidr", subnet)))
+    try:
+        subnet = ipaddress.ip_network(str(_require(net, "subnet", "network")))
+        vpc = ipaddress.ip_network(str(net.get("vpc_cidr", subnet)))
+    except ValueError as exc:
+        raise LabError(f"network: {exc}") from exc
     if not subnet.subnet_of(vpc):  # type: ignore[arg-type]
         raise LabError(f"network.subnet {subnet} must lie inside network.vpc_cidr {vpc}")
 
+    try:
+        nodes, queues = _load_nodes(data, name, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LabError(f"{path.name}: invalid node or queue entry ({exc!r})") from exc
+    seen: set[str] = set()
+    for node in nodes:
+        addr = ipaddress.ip_address(node.address)
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            raise LabError(f"node {node.hostname}: address {addr} is not usable in {subnet}")
+        if int(addr) - int(subnet.network_address) < 4:
+            raise LabError(f"node {node.hostname}: {addr} is reserved (gateway / AWS reserved)")
+        for key in (node.hostname, node.address):
+            if key in seen:
+                raise LabError(f"node {node.hostname}: '{key}' is used twice")
+            seen.add(key)
+    return LabSpec(
+        cluster_name=name,
+        region=str(data.get("region", "us-east-1")),
+        network_name=str(net.get("name", name)),
+        subnet=subnet,  # type: ignore[arg-type]
+        vpc_cidr=vpc,  # type: ignore[arg-type]
+        nodes=tuple(nodes),
+        queues=queues,
+    )
+
+
+def _load_nodes(
+    data: dict[str, Any], name: str, path: Path
+) -> tuple[list[Node], tuple[dict[str, Any], ...]]:
     def container(hostname: str) -> str:
         return f"{name}-{hostname}"
 
@@ -143,8 +175,15 @@ def load_spec(path: Path = DEFAULT_SPEC) -> LabSpec:
             )
         )
     queues = tuple(_require(data, "queues", path.name))
+    queue_names = [q["name"] for q in queues]
+    if len(set(queue_names)) != len(queue_names):
+        raise LabError(f"{path.name}: queue names must be unique (got {queue_names})")
     for queue in queues:
         for cr in _require(queue, "compute_resources", f"queue {queue.get('name')}"):
+            if int(cr["count"]) < 1:
+                raise LabError(
+                    f"queue {queue['name']} compute resource {cr['name']}: count must be 1 or more"
+                )
             first = ipaddress.ip_address(str(cr["first_address"]))
             for index in range(1, int(cr["count"]) + 1):
                 # ParallelCluster's static node name: <queue>-st-<resource>-<n>
@@ -160,26 +199,7 @@ def load_spec(path: Path = DEFAULT_SPEC) -> LabSpec:
                         compute_resource=cr["name"],
                     )
                 )
-    seen: set[str] = set()
-    for node in nodes:
-        addr = ipaddress.ip_address(node.address)
-        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
-            raise LabError(f"node {node.hostname}: address {addr} is not usable in {subnet}")
-        if int(addr) - int(subnet.network_address) < 4:
-            raise LabError(f"node {node.hostname}: {addr} is reserved (gateway / AWS reserved)")
-        for key in (node.hostname, node.address):
-            if key in seen:
-                raise LabError(f"node {node.hostname}: '{key}' is used twice")
-            seen.add(key)
-    return LabSpec(
-        cluster_name=name,
-        region=str(data.get("region", "us-east-1")),
-        network_name=str(net.get("name", name)),
-        subnet=subnet,  # type: ignore[arg-type]
-        vpc_cidr=vpc,  # type: ignore[arg-type]
-        nodes=tuple(nodes),
-        queues=queues,
-    )
+    return nodes, queues
 
 
 # ---------------------------------------------------------------- Slurm config
@@ -327,11 +347,16 @@ def ec2_client(spec: LabSpec) -> Any:
     )
 
 
-def lab_instances(ec2: Any, spec: LabSpec) -> list[dict[str, Any]]:
+LIVE_STATES = ("pending", "running")
+
+
+def lab_instances(
+    ec2: Any, spec: LabSpec, states: tuple[str, ...] = LIVE_STATES
+) -> list[dict[str, Any]]:
     pages = ec2.get_paginator("describe_instances").paginate(
         Filters=[
             {"Name": f"tag:{TAG_CLUSTER}", "Values": [spec.cluster_name]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            {"Name": "instance-state-name", "Values": list(states)},
         ]
     )
     return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
@@ -343,8 +368,9 @@ def _ensure_network(ec2: Any, spec: LabSpec) -> str:
     subnets = ec2.describe_subnets(
         Filters=[{"Name": "tag:xpu:lab-cluster", "Values": [spec.cluster_name]}]
     )["Subnets"]
-    if subnets:
-        return subnets[0]["SubnetId"]
+    for subnet in subnets:
+        if subnet["CidrBlock"] == str(spec.subnet):
+            return subnet["SubnetId"]
     vpc = ec2.create_vpc(
         CidrBlock=str(spec.vpc_cidr),
         TagSpecifications=[{"ResourceType": "vpc", "Tags": tag}],
@@ -366,7 +392,8 @@ def _image_id(ec2: Any) -> str:
 def register(spec: LabSpec) -> dict[str, list[str]]:
     """Make the emulator hold exactly one running instance per lab node."""
     ec2 = ec2_client(spec)
-    existing = lab_instances(ec2, spec)
+    # A stopped instance still holds its address: replace it like any stale one.
+    existing = lab_instances(ec2, spec, (*LIVE_STATES, "stopping", "stopped"))
     by_container: dict[str, dict[str, Any]] = {}
     stale: list[str] = []
     for inst in existing:
@@ -375,6 +402,7 @@ def register(spec: LabSpec) -> dict[str, list[str]]:
         wanted = next((n for n in spec.nodes if n.container == container), None)
         if (
             wanted is None
+            or inst["State"]["Name"] not in LIVE_STATES
             or container in by_container
             or inst.get("PrivateIpAddress") != wanted.address
             or inst.get("InstanceType") != wanted.instance_type
@@ -397,8 +425,16 @@ def register(spec: LabSpec) -> dict[str, list[str]]:
                 InstanceType=node.instance_type,
                 MinCount=1,
                 MaxCount=1,
-                SubnetId=subnet,
-                PrivateIpAddress=node.address,
+                # DeleteOnTermination frees the address when a replaced instance
+                # is terminated, so its successor can take it.
+                NetworkInterfaces=[
+                    {
+                        "DeviceIndex": 0,
+                        "SubnetId": subnet,
+                        "PrivateIpAddress": node.address,
+                        "DeleteOnTermination": True,
+                    }
+                ],
                 MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
             )

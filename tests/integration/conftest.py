@@ -61,12 +61,26 @@ class Lab:
     up_output: str
 
 
+# Figures the session measured, printed in the closing summary.
+TIMINGS: dict[str, float] = {}
+
+
 @pytest.fixture(scope="session")
 def lab_up() -> Lab:
     """Bring the lab up once for the whole session (cold or warm)."""
     started = time.monotonic()
     proc = lab("up")
-    return Lab(up_seconds=time.monotonic() - started, up_output=proc.stdout)
+    seconds = time.monotonic() - started
+    built = "building node image" in proc.stdout
+    TIMINGS["lab up, first (image built)" if built else "lab up, first (image cached)"] = seconds
+    return Lab(up_seconds=seconds, up_output=proc.stdout)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if TIMINGS:
+        terminalreporter.section("lab timings")
+        for name, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{name}: {seconds:.1f}s")
 
 
 def plain(value):

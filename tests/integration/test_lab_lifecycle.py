@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import CLUSTER, HEAD, NODES, ROOT, containers_started_at, lab, on_node, podman
+from .conftest import (
+    CLUSTER,
+    HEAD,
+    NODES,
+    ROOT,
+    TIMINGS,
+    containers_started_at,
+    inventory_list,
+    lab,
+    on_node,
+    podman,
+)
 
 pytestmark = pytest.mark.lab
 
 
 def test_up_reports_its_time(lab_up) -> None:
-    print(f"\nlab up (first in this session): {lab_up.up_seconds:.1f}s")
     assert re.search(r"lab: up in \d+s: cluster xpu-lab, 4 nodes", lab_up.up_output)
 
 
@@ -25,7 +36,7 @@ def test_second_up_changes_nothing_and_is_quick(lab_up) -> None:
     started = time.monotonic()
     proc = lab("up")
     seconds = time.monotonic() - started
-    print(f"\nlab up (warm, nothing to do): {seconds:.1f}s")
+    TIMINGS["lab up, warm (nothing to do)"] = seconds
     assert "emulator: 0 created, 0 terminated, 4 unchanged" in proc.stdout
     assert "(cached)" in proc.stdout
     assert "created (" not in proc.stdout and "started" not in proc.stdout
@@ -41,6 +52,22 @@ def test_up_converges_after_a_node_stops(lab_up) -> None:
     assert podman("inspect", "--format", "{{.State.Status}}", node).stdout.strip() == "running"
     out = on_node(HEAD, "sinfo", "-h", "-N", "-o", "%N %T").stdout
     assert sorted(out.split()) == sorted(["cpu-st-c6i-1", "idle", "cpu-st-c6i-2", "idle"])
+
+
+def test_up_converges_after_the_emulator_restarts(lab_up) -> None:
+    """The emulator keeps its state in memory: a new one gets the instances again."""
+    pid = int((ROOT / ".lab" / "emulator.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _port_open(int(os.environ.get("XPU_LAB_AWS_PORT", "5055"))):
+        assert time.monotonic() < deadline, "the emulator did not stop"
+        time.sleep(0.2)
+    proc = lab("up")
+    assert "starting AWS emulator" in proc.stdout
+    assert "emulator: 4 created, 0 terminated, 0 unchanged" in proc.stdout
+    inv = inventory_list("inventories/lab")
+    assert sorted(inv["compute"]["children"]) == ["queue_cpu"]
+    assert len(inv["queue_cpu"]["hosts"]) == 2
 
 
 def test_status_tells_what_runs(lab_up) -> None:
@@ -64,7 +91,9 @@ def test_down_leaves_nothing_behind(lab_up) -> None:
     state = ROOT / ".lab"
     port = int(os.environ.get("XPU_LAB_AWS_PORT", "5055"))
     assert _port_open(port)
+    started = time.monotonic()
     lab("down")
+    TIMINGS["lab down"] = time.monotonic() - started
     label = f"label=io.xpu.lab={CLUSTER}"
     assert podman("ps", "-aq", "--filter", label).stdout.strip() == ""
     assert podman("volume", "ls", "-q", "--filter", label).stdout.strip() == ""

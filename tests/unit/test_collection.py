@@ -1,0 +1,73 @@
+"""The collection's metadata and its built artifact."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+
+def load(path: str) -> dict:
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def test_galaxy_metadata() -> None:
+    galaxy = load("galaxy.yml")
+    assert (galaxy["namespace"], galaxy["name"], galaxy["version"]) == (
+        "xpu",
+        "parallelcluster",
+        "0.1.0",
+    )
+    assert galaxy["license"] == ["Apache-2.0"]
+    assert {"amazon.aws", "containers.podman"} <= set(galaxy["dependencies"])
+
+
+def test_galaxy_and_requirements_yml_pin_the_same_ranges() -> None:
+    galaxy = load("galaxy.yml")["dependencies"]
+    requirements = {c["name"]: c["version"] for c in load("requirements.yml")["collections"]}
+    assert requirements == galaxy
+
+
+def test_runtime_extends_the_amazon_aws_action_group() -> None:
+    runtime = load("meta/runtime.yml")
+    assert runtime["requires_ansible"].startswith(">=2.")
+    group = runtime["action_groups"]["aws"]
+    assert {"metadata": {"extend_group": ["amazon.aws.aws"]}} in group
+
+
+def test_site_imports_only_playbooks_that_exist() -> None:
+    site = load("playbooks/site.yml")
+    imported = [play["ansible.builtin.import_playbook"] for play in site]
+    assert imported, "site.yml imports no stage"
+    for name in imported:
+        assert (ROOT / "playbooks" / name).is_file(), f"site.yml imports missing {name}"
+
+
+def test_build_produces_an_artifact_without_local_state(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(BIN / "ansible-galaxy"),
+            "collection",
+            "build",
+            "--output-path",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    artifact = tmp_path / "xpu-parallelcluster-0.1.0.tar.gz"
+    with tarfile.open(artifact) as tar:
+        names = tar.getnames()
+    assert "MANIFEST.json" in names and "meta/runtime.yml" in names
+    assert "playbooks/site.yml" in names and "scripts/lab.sh" in names
+    for private in (".venv", ".cache", ".lab", ".git"):
+        assert not any(n == private or n.startswith(private + "/") for n in names), private
