@@ -54,6 +54,20 @@ if [[ ! -x "${venv}/bin/python" ]] || [[ "$(cat "${stamp}" 2>/dev/null)" != "${w
   echo "${want}" >"${stamp}"
 fi
 
+# Tools whose pins clash with the controller's get a virtual environment each.
+for tool in checkov; do
+  tvenv="${cache}/venvs/${tool}"
+  tstamp="${tvenv}/.requirements.sha256"
+  twant=$(sha256sum "requirements-${tool}.txt" | cut -d' ' -f1)
+  if [[ ! -x "${tvenv}/bin/${tool}" ]] || [[ "$(cat "${tstamp}" 2>/dev/null)" != "${twant}" ]]; then
+    log "python: ${tool} in ${tvenv}"
+    "${PYTHON}" -m venv "${tvenv}"
+    "${tvenv}/bin/python" -m pip install -q --disable-pip-version-check -r "requirements-${tool}.txt"
+    echo "${twant}" >"${tstamp}"
+  fi
+  ln -sfn "${tvenv}/bin/${tool}" "${venv}/bin/${tool}"
+done
+
 cstamp="${collections}/.ansible-${ansible_release}"
 if [[ ! -e "${cstamp}" ]]; then
   log "collections: unpacking ${bundled[*]} from ansible ${ansible_release}"

@@ -11,10 +11,13 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.fence import assert_loopback_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SH = ROOT / "scripts" / "lab.sh"
@@ -101,6 +104,28 @@ def inventory_list(source: str) -> dict:
         timeout=120,
     )
     return plain(json.loads(proc.stdout))
+
+
+def emulator_answers(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url + "/moto-api/data.json", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def emulator() -> str:
+    """The local AWS emulator's URL (AWS_ENDPOINT_URL, loopback only).
+
+    Tests that need AWS but no lab nodes use this: an emulator already answering at
+    AWS_ENDPOINT_URL is used as it is; otherwise the lab is brought up, which starts it.
+    """
+    url = assert_loopback_endpoint(os.environ["AWS_ENDPOINT_URL"])
+    if not emulator_answers(url):
+        lab("up")
+    return url
 
 
 @pytest.fixture(scope="session")
