@@ -55,7 +55,8 @@ if [[ ! -x "${venv}/bin/python" ]] || [[ "$(cat "${stamp}" 2>/dev/null)" != "${w
 fi
 
 # Tools whose pins clash with the controller's get a virtual environment each.
-for tool in checkov; do
+tools=(checkov)
+for tool in "${tools[@]}"; do
   tvenv="${cache}/venvs/${tool}"
   tstamp="${tvenv}/.requirements.sha256"
   twant=$(sha256sum "requirements-${tool}.txt" | cut -d' ' -f1)
