@@ -42,7 +42,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SHELL_SCRIPTS := scripts/lab.sh scripts/install-deps.sh scripts/lab/build-image.sh \
 	scripts/lab/rootfs/usr/local/sbin/xpu-lab-init .ci/run
 
-.PHONY: help deps lint unit check integration test demo lab-up lab-down lab-status lab-clean \
+.PHONY: help deps lint unit check integration pytest test demo lab-up lab-down lab-status lab-clean \
 	inventory build changelog-lint
 
 help:
@@ -72,6 +72,10 @@ check: lint unit
 
 integration: deps
 	$(PYTEST) tests/integration
+
+# Run selected tests with the Makefile's environment: make pytest ARGS="tests/unit/... -k name"
+pytest: deps
+	$(PYTEST) $(ARGS)
 
 # All tests in one pytest session (one closing summary line); the lab is torn
 # down afterwards whatever the outcome.
