@@ -64,6 +64,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 	shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/cfn-lint files/cloudformation/*.yaml
 
 unit: deps
 	$(PYTEST) tests/unit
