@@ -86,7 +86,7 @@ test: deps lint
 	exit $$rc
 
 demo: deps lab-up
-	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab/demo.yml
+	$(BIN)/ansible-playbook -i inventories/lab -e @playbooks/lab/vars/lab.yml playbooks/lab/demo.yml
 
 lab-up: deps
 	@scripts/lab.sh up

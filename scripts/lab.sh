@@ -96,14 +96,23 @@ ensure_state() {
 }
 
 ensure_emulator() {
-  local pidfile="${XPU_LAB_STATE}/emulator.pid" i
+  local pidfile="${XPU_LAB_STATE}/emulator.pid" i amis
+  amis=$(labctl amis "${XPU_LAB_STATE}/emulator-amis.json")
+  if [[ "${amis}" == changed ]] && emulator_answers; then
+    # moto reads its AMIs once, at start.
+    log "emulator AMIs changed: restarting the emulator"
+    stop_emulator
+  fi
   if emulator_answers; then
     log "AWS emulator on ${AWS_ENDPOINT_URL} (running)"
   else
     log "starting AWS emulator on ${AWS_ENDPOINT_URL}"
+    # A new emulator starts empty: what the stages kept about the old one's resources is stale.
+    rm -rf "${root}/.cache/state/${cluster}"
     local server="${XPU_LAB_PYTHON%/python}/moto_server"
     [[ -x "${server}" ]] || die "${server} is missing; run 'make deps' first"
-    setsid "${server}" -H 127.0.0.1 -p "${XPU_LAB_AWS_PORT}" \
+    MOTO_AMIS_PATH="${XPU_LAB_STATE}/emulator-amis.json" \
+      setsid "${server}" -H 127.0.0.1 -p "${XPU_LAB_AWS_PORT}" \
       >"${XPU_LAB_STATE}/emulator.log" 2>&1 </dev/null &
     echo $! >"${pidfile}"
     for ((i = 0; i < 50; i++)); do
@@ -113,6 +122,21 @@ ensure_emulator() {
     emulator_answers || die "the emulator did not answer; see ${XPU_LAB_STATE}/emulator.log"
   fi
   log "$(labctl register)"
+}
+
+stop_emulator() {
+  local pid
+  [[ -s "${XPU_LAB_STATE}/emulator.pid" ]] || return 0
+  pid=$(cat "${XPU_LAB_STATE}/emulator.pid")
+  if kill -0 "${pid}" 2>/dev/null; then
+    kill "${pid}" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      kill -0 "${pid}" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -9 "${pid}" 2>/dev/null || true
+  fi
+  rm -f "${XPU_LAB_STATE}/emulator.pid"
 }
 
 emulator_answers() {
@@ -242,7 +266,7 @@ cmd_up() {
 }
 
 cmd_down() {
-  local purge=${1:-} entry container hostname address role pid
+  local purge=${1:-} entry container hostname address role
   preflight
   load_info
   for entry in "${nodes[@]}"; do
@@ -253,20 +277,16 @@ cmd_down() {
   podman ps -aq --filter "label=${label}=${cluster}" | xargs -r podman rm -f -t 5 >/dev/null
   podman network exists "${network}" && podman network rm -f "${network}" >/dev/null
   podman volume ls -q --filter "label=${label}=${cluster}" | xargs -r podman volume rm -f >/dev/null
-  if [[ -s "${XPU_LAB_STATE}/emulator.pid" ]]; then
-    pid=$(cat "${XPU_LAB_STATE}/emulator.pid")
-    if kill -0 "${pid}" 2>/dev/null; then
-      kill "${pid}" 2>/dev/null || true
-      for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "${pid}" 2>/dev/null || break; sleep 0.2; done
-      kill -9 "${pid}" 2>/dev/null || true
-    fi
-  fi
+  stop_emulator
   rm -rf "${XPU_LAB_STATE}"
+  # What the site stages kept for the lab's cluster (infra outputs, rendered config): it
+  # described resources of the emulator, which are gone now.
+  rm -rf "${root}/.cache/state/${cluster}"
   if [[ "${purge}" == --purge ]]; then
     podman images -q --filter reference='localhost/xpu-lab-node' | xargs -r podman rmi -f >/dev/null
     log "node images removed"
   fi
-  log "down: nodes, network, volumes, emulator and ${XPU_LAB_STATE} removed"
+  log "down: nodes, network, volumes, emulator, ${XPU_LAB_STATE} and .cache/state/${cluster} removed"
 }
 
 cmd_status() {

@@ -21,7 +21,10 @@ Every AWS call goes to ``AWS_ENDPOINT_URL``, which must be a loopback address.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import ipaddress
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -383,10 +386,13 @@ def _ensure_network(ec2: Any, spec: LabSpec) -> str:
 
 
 def _image_id(ec2: Any) -> str:
-    images = ec2.describe_images(Owners=["amazon"])["Images"]
+    images = ec2.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}]
+    )["Images"]
     if not images:
         raise LabError("the emulator offers no AMI to launch lab instances from")
-    return sorted(images, key=lambda i: i["ImageId"])[0]["ImageId"]
+    preferred = [i for i in images if i.get("Name") == LAB_BASE_IMAGE]
+    return (preferred or sorted(images, key=lambda i: i["ImageId"]))[0]["ImageId"]
 
 
 def register(spec: LabSpec) -> dict[str, list[str]]:
@@ -411,6 +417,7 @@ def register(spec: LabSpec) -> dict[str, list[str]]:
             stale.append(inst["InstanceId"])
         else:
             by_container[container] = inst
+    _ensure_key_pair(ec2, spec)
     if stale:
         ec2.terminate_instances(InstanceIds=stale)
     created: list[str] = []
@@ -446,6 +453,94 @@ def register(spec: LabSpec) -> dict[str, list[str]]:
     }
 
 
+# What the emulator must hold that AWS has and moto does not: ParallelCluster's official AMIs
+# (pcluster looks them up by owner and name before it validates anything) and a plain Ubuntu
+# image the lab's instances are launched from. moto loads them at start from MOTO_AMIS_PATH.
+PCLUSTER_IMAGE_OS = {
+    "alinux2023": "amzn2023-hvm",
+    "ubuntu2204": "ubuntu-2204-lts-hvm",
+    "ubuntu2404": "ubuntu-2404-lts-hvm",
+    "rhel8": "rhel8-hvm",
+    "rhel9": "rhel9-hvm",
+}
+LAB_BASE_IMAGE = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20251101"
+AMAZON_OWNER_ID = "137112412989"
+
+
+def _ami_id(name: str) -> str:
+    return "ami-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
+def emulator_amis(pcluster_version: str) -> list[dict[str, Any]]:
+    """Stand-ins for the AMIs the lab needs, in moto's MOTO_AMIS_PATH format.
+
+    No ``creation_date``: moto 5.2.1 parses it in place in the shared list, and the second
+    region it loads then fails on an already parsed date (moto sets the date itself).
+    """
+    created = "2025-11-01T00:00:00.000Z"
+
+    def image(name: str, arch: str, description: str, tags: dict[str, str]) -> dict[str, Any]:
+        return {
+            "ami_id": _ami_id(name),
+            "name": name,
+            "description": description,
+            "owner_id": AMAZON_OWNER_ID,
+            "public": True,
+            "state": "available",
+            "architecture": arch,
+            "virtualization_type": "hvm",
+            "hypervisor": "xen",
+            "image_type": "machine",
+            "root_device_type": "ebs",
+            "root_device_name": "/dev/sda1",
+            "sriov": "simple",
+            "boot_mode": "uefi-preferred",
+            "image_location": f"amazon/{name}",
+            "tags": tags,
+        }
+
+    amis = [image(LAB_BASE_IMAGE, "x86_64", "Ubuntu 22.04 (lab instances)", {})]
+    for os_name, part in PCLUSTER_IMAGE_OS.items():
+        for arch in ("x86_64", "arm64"):
+            name = f"aws-parallelcluster-{pcluster_version}-{part}-{arch}-202511010000 {created}"
+            amis.append(
+                image(
+                    name,
+                    arch,
+                    f"AWS ParallelCluster AMI for {os_name}, stand-in of the local lab",
+                    {
+                        "parallelcluster:version": pcluster_version,
+                        "parallelcluster:os": os_name,
+                        "parallelcluster:build_status": "available",
+                    },
+                )
+            )
+    return amis
+
+
+def write_emulator_amis(path: Path) -> bool:
+    """Write the AMI file for the emulator; True when its content changed."""
+    try:
+        version = importlib.metadata.version("aws-parallelcluster")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise LabError("aws-parallelcluster is not installed; run 'make deps'") from exc
+    content = json.dumps(emulator_amis(version), indent=1, sort_keys=True) + "\n"
+    if path.exists() and path.read_text() == content:
+        return False
+    path.write_text(content)
+    return True
+
+
+def _ensure_key_pair(ec2: Any, spec: LabSpec) -> None:
+    """The cluster's SSH key pair (ed25519, as ParallelCluster needs on Ubuntu)."""
+    try:
+        ec2.describe_key_pairs(KeyNames=[spec.cluster_name])
+    except Exception as exc:  # botocore ClientError: InvalidKeyPair.NotFound
+        if "NotFound" not in str(exc):
+            raise
+        ec2.create_key_pair(KeyName=spec.cluster_name, KeyType="ed25519")
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -457,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="print shell assignments: cluster, network, subnet, region")
     conf = sub.add_parser("slurm-conf", help="write Slurm's configuration into DIR")
     conf.add_argument("dir", type=Path)
+    amis = sub.add_parser("amis", help="write the stand-in AMIs for MOTO_AMIS_PATH")
+    amis.add_argument("file", type=Path)
     sub.add_parser("register", help="register one EC2 instance per node in the emulator")
     sub.add_parser("instances", help="list the lab's instances in the emulator")
     args = parser.parse_args(argv)
@@ -473,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"region={spec.region}")
         elif args.command == "slurm-conf":
             print("changed" if write_slurm(spec, args.dir) else "unchanged")
+        elif args.command == "amis":
+            print("changed" if write_emulator_amis(args.file) else "unchanged")
         elif args.command == "register":
             result = register(spec)
             print(

@@ -128,6 +128,26 @@ def emulator() -> str:
     return url
 
 
+LAB_VARS = "@playbooks/lab/vars/lab.yml"
+STATE = ROOT / ".cache" / "state" / CLUSTER
+
+
+def playbook(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """ansible-playbook from the repository root with the lab's inventory."""
+    return run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", *args],
+        timeout=timeout,
+        check=check,
+    )
+
+
+@pytest.fixture(scope="session")
+def lab_infra(lab_up: Lab) -> dict:
+    """The lab's infra stage in the emulator (as `make demo` runs it); returns its outputs."""
+    playbook("-e", LAB_VARS, "playbooks/infra.yml", "playbooks/lab/emulator-gaps.yml")
+    return json.loads((STATE / "infra-outputs.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def inventory(lab_up: Lab) -> dict:
     return inventory_list("inventories/lab")

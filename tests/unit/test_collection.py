@@ -71,3 +71,15 @@ def test_build_produces_an_artifact_without_local_state(tmp_path: Path) -> None:
     assert "playbooks/site.yml" in names and "scripts/lab.sh" in names
     for private in (".venv", ".cache", ".lab", ".git"):
         assert not any(n == private or n.startswith(private + "/") for n in names), private
+
+
+def test_demo_runs_the_site_stages_in_site_order() -> None:
+    """The demo may add lab-only plays (playbooks/lab/...) but runs every site stage, in order."""
+    site = [p["ansible.builtin.import_playbook"] for p in load("playbooks/site.yml")]
+    demo = [
+        p["ansible.builtin.import_playbook"].removeprefix("../")
+        for p in load("playbooks/lab/demo.yml")
+        if "ansible.builtin.import_playbook" in p
+        and p["ansible.builtin.import_playbook"].startswith("../")
+    ]
+    assert demo == site

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import ipaddress
+import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator
@@ -863,3 +865,40 @@ def test_register_replaces_a_stopped_instance(ec2: Any, spec: Any) -> None:
     replacement = by_container(ec2, spec)["xpu-lab-login"]
     assert replacement["State"]["Name"] == "running"
     assert replacement["PrivateIpAddress"] == "10.213.0.11"
+
+
+@pytest.mark.aws
+def test_register_makes_the_clusters_ed25519_key_pair_once(ec2: Any, spec: Any) -> None:
+    labctl.register(spec)
+    labctl.register(spec)
+    pairs = ec2.describe_key_pairs()["KeyPairs"]
+    assert [(p["KeyName"], p["KeyType"]) for p in pairs] == [("xpu-lab", "ed25519")]
+
+
+def test_emulator_amis_stand_in_for_every_official_parallelcluster_image() -> None:
+    import fnmatch
+
+    amis = labctl.emulator_amis("3.16.1")
+    names = [a["name"] for a in amis]
+    # pcluster's own lookup pattern: aws-parallelcluster-<version>-<os part>-<arch>*
+    for part in labctl.PCLUSTER_IMAGE_OS.values():
+        for arch in ("x86_64", "arm64"):
+            pattern = f"aws-parallelcluster-3.16.1-{part}-{arch}*"
+            matches = [a for a in amis if fnmatch.fnmatch(a["name"], pattern)]
+            assert len(matches) == 1, pattern
+            assert matches[0]["architecture"] == arch
+            assert matches[0]["state"] == "available"
+    assert labctl.LAB_BASE_IMAGE in names
+    assert len({a["ami_id"] for a in amis}) == len(amis)
+    assert all(re.fullmatch(r"ami-[a-z0-9]+", a["ami_id"]) for a in amis)
+    # moto 5.2.1 parses creation_date in place and then fails in a second region.
+    assert all("creation_date" not in a for a in amis)
+
+
+def test_write_emulator_amis_reports_changes(tmp_path: Path) -> None:
+    path = tmp_path / "amis.json"
+    assert labctl.write_emulator_amis(path) is True
+    before = path.stat().st_mtime_ns
+    assert labctl.write_emulator_amis(path) is False
+    assert path.stat().st_mtime_ns == before
+    assert json.loads(path.read_text())[0]["ami_id"].startswith("ami-")
