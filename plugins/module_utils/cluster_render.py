@@ -104,6 +104,7 @@ class Infra:
 
     head_subnet: str | None
     private_subnets: list[str]
+    public_subnets: list[str]
     head_sg: str | None
     login_sg: str | None
     compute_sg: str | None
@@ -137,21 +138,27 @@ def _infra(outputs: Mapping[str, Any], issues: list[Issue]) -> Infra:
             return None
         return value
 
-    private = []
-    for subnet in _split(outputs.get("PrivateSubnetIds")):
-        if SUBNET_RE.match(subnet):
-            private.append(subnet)
-        else:
-            issues.append(
-                Issue(
-                    "infra_outputs.PrivateSubnetIds",
-                    f"{subnet!r} is not a subnet id",
-                    "pass the comma-joined subnet ids the stack outputs",
+    def subnets(key: str) -> list[str]:
+        found = []
+        for subnet in _split(outputs.get(key)):
+            if SUBNET_RE.match(subnet):
+                found.append(subnet)
+            else:
+                issues.append(
+                    Issue(
+                        f"infra_outputs.{key}",
+                        f"{subnet!r} is not a subnet id",
+                        "pass the comma-joined subnet ids the stack outputs",
+                    )
                 )
-            )
+        return found
+
+    private = subnets("PrivateSubnetIds")
+    public = subnets("PublicSubnetIds")
     return Infra(
         head_subnet=one("HeadNodeSubnetId", SUBNET_RE, "a subnet id"),
         private_subnets=private,
+        public_subnets=public,
         head_sg=one("HeadNodeSecurityGroupId", SECURITY_GROUP_RE, "a security group id"),
         login_sg=one("LoginNodeSecurityGroupId", SECURITY_GROUP_RE, "a security group id"),
         compute_sg=one("ComputeSecurityGroupId", SECURITY_GROUP_RE, "a security group id"),
@@ -442,13 +449,16 @@ class _Renderer:
         spec = self.spec
         pools = []
         for index, pool in enumerate(spec.login_pools):
-            subnet = pool.subnet_id or self.infra.head_subnet
+            # Login nodes are where users come in (the stack's login group admits SSH from its
+            # SshAllowedCidr): a public subnet, so the pool's load balancer faces the internet.
+            subnet = pool.subnet_id or next(iter(self.infra.public_subnets), None)
+            subnet = subnet or self.infra.head_subnet
             if subnet is None and self.infra.private_subnets:
                 subnet = self.infra.private_subnets[0]
             if subnet is None:
                 self.error(
                     f"login_pools[{index}].subnet_id",
-                    "no subnet: the infrastructure outputs have no HeadNodeSubnetId",
+                    "no subnet: the infrastructure outputs have no PublicSubnetIds or HeadNodeSubnetId",
                     "pass the infra stage's outputs as infra_outputs, or set subnet_id",
                 )
                 continue

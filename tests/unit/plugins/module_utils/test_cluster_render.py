@@ -622,3 +622,16 @@ def test_why_validate_and_not_load_load_would_call_ec2(monkeypatch: pytest.Monke
     with cr._offline_aws_env("us-east-1"):
         schema(cluster_name="rules").load(config)
     assert opened, "ClusterSchema.load made no connection"
+
+
+def test_rule_login_pools_sit_in_the_first_public_subnet() -> None:
+    config = render().config
+    pool = config["LoginNodes"]["Pools"][0]
+    assert pool["Networking"]["SubnetIds"] == [INFRA["PublicSubnetIds"].split(",")[0]]
+    assert config["HeadNode"]["Networking"]["SubnetId"] == INFRA["HeadNodeSubnetId"]
+
+
+def test_rule_login_pools_fall_back_to_the_head_node_subnet_without_public_subnets() -> None:
+    infra = {k: v for k, v in INFRA.items() if k != "PublicSubnetIds"}
+    pool = render(infra=infra).config["LoginNodes"]["Pools"][0]
+    assert pool["Networking"]["SubnetIds"] == [INFRA["HeadNodeSubnetId"]]
