@@ -458,7 +458,8 @@ class _Renderer:
             if subnet is None:
                 self.error(
                     f"login_pools[{index}].subnet_id",
-                    "no subnet: the infrastructure outputs have no PublicSubnetIds or HeadNodeSubnetId",
+                    "no subnet: the infrastructure outputs have no PublicSubnetIds or "
+                    "HeadNodeSubnetId",
                     "pass the infra stage's outputs as infra_outputs, or set subnet_id",
                 )
                 continue
