@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import cluster_render
 from ansible_collections.xpu.parallelcluster.plugins.modules import cluster_config
 
@@ -23,16 +21,20 @@ PRESET = yaml.safe_load((ROOT / "playbooks/vars/cluster_presets/p5.yml").read_te
 ]
 
 
-def run(capsys: pytest.CaptureFixture[str], **args: Any) -> dict[str, Any]:
-    args.setdefault("spec", PRESET)
-    args.setdefault("infra_outputs", INFRA)
-    with patch_module_args(args), pytest.raises(SystemExit):
-        cluster_config.main()
-    return json.loads(capsys.readouterr().out)
+@pytest.fixture
+def run(run_module):
+    """cluster_config's main() with ``args`` over the p5 preset and the infra outputs fixture."""
+
+    def run_cluster_config(check: bool = False, diff: bool = False, **args: Any) -> dict[str, Any]:
+        args.setdefault("spec", PRESET)
+        args.setdefault("infra_outputs", INFRA)
+        return run_module(cluster_config.main, args, check=check, diff=diff)
+
+    return run_cluster_config
 
 
-def test_renders_without_dest_and_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    result = run(capsys)
+def test_renders_without_dest_and_changes_nothing(run) -> None:
+    result = run()
     assert result["changed"] is False and "failed" not in result
     assert result["config"]["Region"] == "us-east-1"
     assert result["config_yaml"] == (FIXTURES / "p5.yaml").read_text()
@@ -43,16 +45,14 @@ def test_renders_without_dest_and_changes_nothing(capsys: pytest.CaptureFixture[
     assert "dest" not in result
 
 
-def test_writes_dest_only_when_the_content_changes(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_writes_dest_only_when_the_content_changes(run, tmp_path: Path) -> None:
     dest = tmp_path / "cluster.yaml"
-    first = run(capsys, dest=str(dest))
+    first = run(dest=str(dest))
     assert first["changed"] is True and first["dest"] == str(dest)
     assert dest.read_text() == first["config_yaml"]
     assert oct(dest.stat().st_mode & 0o777) == "0o644"
     stamp = dest.stat().st_mtime_ns
-    again = run(capsys, dest=str(dest))
+    again = run(dest=str(dest))
     assert again["changed"] is False
     assert dest.stat().st_mtime_ns == stamp
     bigger = dict(
@@ -64,27 +64,25 @@ def test_writes_dest_only_when_the_content_changes(
             )
         ],
     )
-    changed = run(capsys, dest=str(dest), spec=bigger)
+    changed = run(dest=str(dest), spec=bigger)
     assert changed["changed"] is True
     assert "MaxCount: 8" in dest.read_text()
 
 
-def test_check_mode_predicts_without_writing(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_check_mode_predicts_without_writing(run, tmp_path: Path) -> None:
     dest = tmp_path / "cluster.yaml"
-    result = run(capsys, dest=str(dest), _ansible_check_mode=True)
+    result = run(dest=str(dest), check=True)
     assert result["changed"] is True
     assert not dest.exists()
     dest.write_text(result["config_yaml"])
-    assert run(capsys, dest=str(dest), _ansible_check_mode=True)["changed"] is False
+    assert run(dest=str(dest), check=True)["changed"] is False
 
 
-def test_diff_shows_the_yaml_difference(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_diff_shows_the_yaml_difference(run, tmp_path: Path) -> None:
     dest = tmp_path / "cluster.yaml"
-    old = run(capsys, dest=str(dest))["config_yaml"]
+    old = run(dest=str(dest))["config_yaml"]
     spec = dict(PRESET, slurm={"scaledown_idletime": 30})
-    result = run(capsys, dest=str(dest), spec=spec, _ansible_diff=True, _ansible_check_mode=True)
+    result = run(dest=str(dest), spec=spec, diff=True, check=True)
     assert result["changed"] is True
     diff = result["diff"]
     assert diff["before"] == old and diff["after"] == result["config_yaml"]
@@ -93,17 +91,17 @@ def test_diff_shows_the_yaml_difference(capsys: pytest.CaptureFixture[str], tmp_
     assert dest.read_text() == old  # check mode: untouched
 
 
-def test_diff_of_a_new_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_diff_of_a_new_file(run, tmp_path: Path) -> None:
     dest = tmp_path / "new.yaml"
-    diff = run(capsys, dest=str(dest), _ansible_diff=True)["diff"]
+    diff = run(dest=str(dest), diff=True)["diff"]
     assert diff["before"] == "" and diff["before_header"].endswith("(absent)")
 
 
-def test_a_bad_spec_fails_with_every_problem_named(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_spec_fails_with_every_problem_named(run) -> None:
     spec = json.loads(json.dumps(PRESET))
     spec["queues"][0]["compute_resources"][0]["instance_type"] = "p5.48xlarg"
     spec["head_node"]["allowed_ssh_cidr"] = "0.0.0.0/0"
-    result = run(capsys, spec=spec)
+    result = run(spec=spec)
     assert result["failed"] is True
     assert (
         "queues[0].compute_resources[0].instance_type: unknown instance type 'p5.48xlarg'; "
@@ -113,22 +111,20 @@ def test_a_bad_spec_fails_with_every_problem_named(capsys: pytest.CaptureFixture
     assert "2 problems" in result["msg"]
 
 
-def test_missing_infra_outputs_fail_with_the_field(capsys: pytest.CaptureFixture[str]) -> None:
-    result = run(capsys, infra_outputs={})
+def test_missing_infra_outputs_fail_with_the_field(run) -> None:
+    result = run(infra_outputs={})
     assert result["failed"] is True
     assert any(e.startswith("head_node.subnet_id:") for e in result["spec_errors"])
 
 
-def test_ansible_type_checks_come_first(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ansible_type_checks_come_first(run) -> None:
     spec = json.loads(json.dumps(PRESET))
     spec["queues"][0]["capacity_type"] = "SPOTT"
-    result = run(capsys, spec=spec)
+    result = run(spec=spec)
     assert result["failed"] is True and "capacity_type" in result["msg"]
 
 
-def test_schema_errors_fail_with_the_config_path(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_schema_errors_fail_with_the_config_path(run, monkeypatch: pytest.MonkeyPatch) -> None:
     real_render = cluster_render.render
 
     def broken(*args: Any, **kwargs: Any) -> cluster_render.Rendered:
@@ -137,23 +133,21 @@ def test_schema_errors_fail_with_the_config_path(
         return rendered
 
     monkeypatch.setattr(cluster_config, "render", broken)
-    result = run(capsys)
+    result = run()
     assert result["failed"] is True
     assert any(e.startswith("HeadNode.Ssh.AllowedIps:") for e in result["schema_errors"])
 
 
-def test_validate_false_skips_the_schema(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_validate_false_skips_the_schema(run, monkeypatch: pytest.MonkeyPatch) -> None:
     def must_not_run(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("validate_offline ran")
 
     monkeypatch.setattr(cluster_config, "validate_offline", must_not_run)
-    assert "failed" not in run(capsys, validate=False)
+    assert "failed" not in run(validate=False)
 
 
 def test_missing_parallelcluster_fails_with_the_install_hint(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def missing(*args: Any, **kwargs: Any) -> None:
         raise cluster_render.PclusterMissingError(
@@ -161,26 +155,20 @@ def test_missing_parallelcluster_fails_with_the_install_hint(
         )
 
     monkeypatch.setattr(cluster_config, "validate_offline", missing)
-    result = run(capsys)
+    result = run()
     assert result["failed"] is True
     assert "pip install aws-parallelcluster==3.16.1" in result["msg"]
 
 
-def test_a_missing_dest_directory_fails_clearly(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    result = run(capsys, dest=str(tmp_path / "nope" / "cluster.yaml"))
+def test_a_missing_dest_directory_fails_clearly(run, tmp_path: Path) -> None:
+    result = run(dest=str(tmp_path / "nope" / "cluster.yaml"))
     assert result["failed"] is True and "does not exist" in result["msg"]
 
 
-def test_render_warnings_are_returned_and_emitted(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    emitted: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, w: emitted.append(w))
-    result = run(capsys, spec=dict(PRESET, region="eu-west-1"))
+def test_render_warnings_are_returned_and_emitted(run, warnings: list[str]) -> None:
+    result = run(spec=dict(PRESET, region="eu-west-1"))
     assert any("us-east-1 on-demand list prices" in w for w in result["render_warnings"])
-    assert emitted == result["render_warnings"]
+    assert warnings == result["render_warnings"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import pytest
 import yaml
 from ansible.module_utils import _internal as module_internal
 from ansible.module_utils.common import warnings as module_warnings
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import (
     AWSRetry,
@@ -225,14 +224,13 @@ def script(monkeypatch: pytest.MonkeyPatch, clock: list[float]):
 
 
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture):
-    def run_module(args: dict[str, Any], check: bool = False, diff: bool = True) -> dict:
-        module_args = {**args, "_ansible_check_mode": check, "_ansible_diff": diff}
-        with patch_module_args(module_args), pytest.raises(SystemExit):
-            infra_stack.main()
-        return json.loads(capsys.readouterr().out)
+def run(run_module):
+    """infra_stack's main() with ``args`` (diff mode on unless told); returns its result."""
 
-    return run_module
+    def run_infra_stack(args: dict[str, Any], check: bool = False, diff: bool = True) -> dict:
+        return run_module(infra_stack.main, args, check=check, diff=diff)
+
+    return run_infra_stack
 
 
 # -- create ------------------------------------------------------------------------------------

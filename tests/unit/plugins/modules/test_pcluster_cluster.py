@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import pcluster_cli as pc
 from ansible_collections.xpu.parallelcluster.plugins.modules import pcluster_cluster
 
@@ -18,11 +16,6 @@ from tests.unit.plugins.module_utils.test_pcluster_cli import (
     answer,
     fleet,
 )
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    patch_module_args = None
 
 CONFIG = """\
 Region: us-east-1
@@ -46,23 +39,6 @@ Scheduling:
 """
 
 
-class ExitJson(Exception):
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(result.get("msg"))
-        self.result = result
-
-
-class FailJson(ExitJson):
-    pass
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakePcluster:
-    runner = FakePcluster()
-    monkeypatch.setattr(pc, "run_command", runner)
-    return runner
-
-
 @pytest.fixture
 def clock(monkeypatch) -> FakeClock:
     fake_clock = FakeClock()
@@ -71,52 +47,23 @@ def clock(monkeypatch) -> FakeClock:
 
 
 @pytest.fixture
-def run(monkeypatch, tmp_path: Path, fake: FakePcluster, clock: FakeClock):
-    """Run the module's main() with ``args``; returns the result, raises FailJson on failure."""
-
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, msg=None, **kwargs):
-        raise FailJson({"msg": msg, "failed": True, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    exe = tmp_path / "bin" / "pcluster"
-    exe.parent.mkdir()
-    exe.write_text("#!/bin/sh\nexit 99\n")
-    exe.chmod(0o755)
+def run(run_module, tmp_path: Path, pcluster_exe: Path, fake: FakePcluster, clock: FakeClock):
+    """pcluster_cluster's main() for cluster ml1 from ``run.config``; returns its result."""
     config = tmp_path / "ml1.yaml"
     config.write_text(CONFIG)
 
-    def runner(check_mode: bool = False, diff: bool = False, **options) -> dict[str, Any]:
+    def runner(check_mode: bool = False, diff: bool = False, **options):
         args = {
             "name": "ml1",
             "region": "us-east-1",
             "config": str(config),
-            "pcluster_path": str(exe),
+            "pcluster_path": str(pcluster_exe),
             "poll_interval": 30,
-            "_ansible_check_mode": check_mode,
-            "_ansible_diff": diff,
-            "_ansible_remote_tmp": str(tmp_path / "remote-tmp"),
             "_ansible_keep_remote_files": False,
             **options,
         }
         args = {k: v for k, v in args.items() if v is not None}
-        try:
-            if patch_module_args is not None:
-                with patch_module_args(args):
-                    pcluster_cluster.main()
-            else:
-                monkeypatch.setattr(
-                    basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-                )
-                pcluster_cluster.main()
-        except FailJson:
-            raise
-        except ExitJson as done:
-            return done.result
-        raise AssertionError("main() returned without exit_json")
+        return run_module(pcluster_cluster.main, args, check=check_mode, diff=diff)
 
     runner.config = config
     return runner
@@ -194,9 +141,8 @@ def test_create_failure_reports_failures_stack_event_and_log_tail(run, fake: Fak
     fake.on("get-cluster-stack-events", "get_cluster_stack_events")
     fake.on("list-cluster-log-streams", "list_cluster_log_streams")
     fake.on("get-cluster-log-events", "get_cluster_log_events")
-    with pytest.raises(FailJson) as failed:
-        run(rollback_on_failure=False, log_tail_lines=3)
-    result = failed.value.result
+    result = run(rollback_on_failure=False, log_tail_lines=3)
+    assert result.failed
     msg = result["msg"]
     assert msg.startswith(
         "cluster ml1: CREATE_FAILED: HeadNodeBootstrapFailure: Failed to set up the head node.; "
@@ -226,16 +172,14 @@ def test_create_wait_ends_at_the_deadline(run, fake: FakePcluster, clock: FakeCl
     fake.on("describe-cluster", "describe_not_found")
     fake.on("describe-cluster", "describe_create_in_progress", sticky=True)
     fake.on("create-cluster", "create_cluster")
-    with pytest.raises(FailJson) as failed:
-        run(wait_timeout=100, poll_interval=30)
-    assert "still CREATE_IN_PROGRESS after 100s" in failed.value.result["msg"]
-    assert "re-run to keep waiting" in failed.value.result["msg"]
+    result = run(wait_timeout=100, poll_interval=30)
+    assert result.failed
+    assert "still CREATE_IN_PROGRESS after 100s" in result["msg"]
+    assert "re-run to keep waiting" in result["msg"]
     assert sum(clock.sleeps) == 100
 
 
-def test_check_mode_create_is_a_dry_run(run, fake: FakePcluster, monkeypatch) -> None:
-    warnings: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, w: warnings.append(w))
+def test_check_mode_create_is_a_dry_run(run, fake: FakePcluster, warnings) -> None:
     fake.on("describe-cluster", "describe_not_found")
     fake.on("create-cluster", "create_dryrun_warnings")
     result = run(check_mode=True, diff=True)
@@ -256,9 +200,8 @@ def test_check_mode_create_is_a_dry_run(run, fake: FakePcluster, monkeypatch) ->
 def test_check_mode_create_reports_validation_errors(run, fake: FakePcluster) -> None:
     fake.on("describe-cluster", "describe_not_found")
     fake.on("create-cluster", "create_dryrun_efa")
-    with pytest.raises(FailJson) as failed:
-        run(check_mode=True)
-    result = failed.value.result
+    result = run(check_mode=True)
+    assert result.failed
     assert (
         "failed ParallelCluster validation: [ERROR] EfaValidator: Instance type " in (result["msg"])
     )
@@ -286,9 +229,8 @@ def test_no_change_when_pcluster_finds_none(run, fake: FakePcluster) -> None:
 def test_update_needing_fleet_stop_is_refused_with_the_changes(run, fake: FakePcluster) -> None:
     fake.on("describe-cluster", "describe_create_complete")
     fake.on("update-cluster", "update_dryrun_fleet_stop")
-    with pytest.raises(FailJson) as failed:
-        run()
-    result = failed.value.result
+    result = run()
+    assert result.failed
     assert result["msg"].startswith(
         "cluster ml1: the update needs the compute fleet stopped for: "
         "Scheduling.SlurmQueues[cpu].ComputeResources[c6i].InstanceType "
@@ -367,9 +309,8 @@ def test_failed_update_still_restarts_the_fleet(run, fake: FakePcluster) -> None
     fake.on("describe-compute-fleet", fleet("STOPPED"), fleet("RUNNING"))
     fake.on("get-cluster-stack-events", Answer(0, json.dumps({"events": []})))
     fake.on("list-cluster-log-streams", Answer(0, json.dumps({"logStreams": []})))
-    with pytest.raises(FailJson) as failed:
-        run(allow_fleet_restart=True)
-    result = failed.value.result
+    result = run(allow_fleet_restart=True)
+    assert result.failed
     assert result["msg"].startswith("cluster ml1: UPDATE_FAILED; CloudFormation rolled")
     assert fake.operations()[-2:] == ["update-compute-fleet", "describe-compute-fleet"]
     assert result["progress"][-1].endswith("compute fleet RUNNING")
@@ -378,9 +319,9 @@ def test_failed_update_still_restarts_the_fleet(run, fake: FakePcluster) -> None
 def test_unsupported_update_is_refused_even_with_fleet_restart(run, fake: FakePcluster) -> None:
     fake.on("describe-cluster", "describe_create_complete")
     fake.on("update-cluster", "update_dryrun_unsupported")
-    with pytest.raises(FailJson) as failed:
-        run(allow_fleet_restart=True)
-    msg = failed.value.result["msg"]
+    result = run(allow_fleet_restart=True)
+    assert result.failed
+    msg = result["msg"]
     assert msg.startswith("cluster ml1: pcluster refuses the update: HeadNode.InstanceType")
     assert "restore those values in the config" in msg
     assert "update-compute-fleet" not in fake.operations()
@@ -430,14 +371,12 @@ def test_check_mode_update_with_fleet_restart_predicts_it(run, fake: FakePcluste
 
 
 def test_diff_without_the_deployed_config_warns_and_keeps_the_change_set(
-    run, fake: FakePcluster, monkeypatch
+    run, fake: FakePcluster, monkeypatch, warnings
 ) -> None:
     def unreachable(client, url):
         raise ValueError("describe-cluster gave no configuration URL (NOT_AVAILABLE)")
 
     monkeypatch.setattr(pc, "fetch_deployed_config", unreachable)
-    warnings: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, w: warnings.append(w))
     fake.on("describe-cluster", "describe_create_complete")
     fake.on("update-cluster", "update_dryrun_changes")
     result = run(check_mode=True, diff=True)
@@ -450,9 +389,9 @@ def test_existing_failed_cluster_must_be_deleted_first(run, fake: FakePcluster) 
     fake.on("get-cluster-stack-events", "get_cluster_stack_events")
     fake.on("list-cluster-log-streams", "list_cluster_log_streams")
     fake.on("get-cluster-log-events", "get_cluster_log_events")
-    with pytest.raises(FailJson) as failed:
-        run()
-    assert "cannot be updated: delete it (state: absent)" in failed.value.result["msg"]
+    result = run()
+    assert result.failed
+    assert "cannot be updated: delete it (state: absent)" in result["msg"]
     assert "update-cluster" not in fake.operations()
 
 
@@ -510,35 +449,35 @@ def test_check_mode_delete_predicts_without_calling_delete(run, fake: FakePclust
 
 def test_missing_config_file_names_the_next_step(run, fake: FakePcluster, tmp_path) -> None:
     fake.on("describe-cluster", "describe_not_found")
-    with pytest.raises(FailJson) as failed:
-        run(config=str(tmp_path / "absent.yaml"))
-    assert "is not a file; render it first" in failed.value.result["msg"]
+    result = run(config=str(tmp_path / "absent.yaml"))
+    assert result.failed
+    assert "is not a file; render it first" in result["msg"]
     assert fake.calls == []
 
 
 def test_config_and_config_content_are_mutually_exclusive(run) -> None:
-    with pytest.raises(FailJson) as failed:
-        run(config_content=CONFIG)
-    assert "mutually exclusive" in failed.value.result["msg"]
+    result = run(config_content=CONFIG)
+    assert result.failed
+    assert "mutually exclusive" in result["msg"]
 
 
 def test_state_present_needs_a_config(run) -> None:
-    with pytest.raises(FailJson) as failed:
-        run(config=None)
-    assert "config, config_content" in failed.value.result["msg"]
+    result = run(config=None)
+    assert result.failed
+    assert "config, config_content" in result["msg"]
 
 
 def test_bad_validator_name_is_refused_before_any_call(run, fake: FakePcluster) -> None:
-    with pytest.raises(FailJson) as failed:
-        run(suppress_validators=["KeyPairValidator"])
-    assert "type:<ValidatorName>" in failed.value.result["msg"]
+    result = run(suppress_validators=["KeyPairValidator"])
+    assert result.failed
+    assert "type:<ValidatorName>" in result["msg"]
     assert fake.calls == []
 
 
 def test_pcluster_missing(run, tmp_path) -> None:
-    with pytest.raises(FailJson) as failed:
-        run(pcluster_path=str(tmp_path / "nowhere" / "pcluster"))
-    assert "is not an executable file" in failed.value.result["msg"]
+    result = run(pcluster_path=str(tmp_path / "nowhere" / "pcluster"))
+    assert result.failed
+    assert "is not an executable file" in result["msg"]
 
 
 def test_fleet_that_does_not_stop_blocks_the_update(run, fake: FakePcluster, clock) -> None:
@@ -546,9 +485,9 @@ def test_fleet_that_does_not_stop_blocks_the_update(run, fake: FakePcluster, clo
     fake.on("update-cluster", "update_dryrun_fleet_stop")
     fake.on("update-compute-fleet", "update_compute_fleet")
     fake.on("describe-compute-fleet", fleet("STOPPING"), sticky=True)
-    with pytest.raises(FailJson) as failed:
-        run(allow_fleet_restart=True, wait_timeout=120)
-    msg = failed.value.result["msg"]
+    result = run(allow_fleet_restart=True, wait_timeout=120)
+    assert result.failed
+    msg = result["msg"]
     assert msg.startswith("cluster ml1: stopping the compute fleet failed (cluster ml1: compute")
     assert "the update was not started" in msg
     assert fake.operations().count("update-cluster") == 1

@@ -2,86 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import pcluster_cli as pc
 from ansible_collections.xpu.parallelcluster.plugins.modules import pcluster_cluster_info
 
 from tests.unit.plugins.module_utils.test_pcluster_cli import FakePcluster, answer
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    patch_module_args = None
-
 DEPLOYED = "Region: us-east-1\nImage:\n  Os: ubuntu2204\nScheduling:\n  Scheduler: slurm\n"
 
 
-class ExitJson(Exception):
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(result.get("msg"))
-        self.result = result
-
-
-class FailJson(ExitJson):
-    pass
-
-
 @pytest.fixture
-def fake(monkeypatch) -> FakePcluster:
-    runner = FakePcluster()
-    monkeypatch.setattr(pc, "run_command", runner)
-    return runner
+def run(run_module, pcluster_exe: Path, fake: FakePcluster):
+    """pcluster_cluster_info's main() for cluster ml1 with ``options``, on the fake pcluster."""
 
-
-@pytest.fixture
-def warnings(monkeypatch) -> list[str]:
-    seen: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, w: seen.append(w))
-    return seen
-
-
-@pytest.fixture
-def run(monkeypatch, tmp_path: Path, fake: FakePcluster):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, msg=None, **kwargs):
-        raise FailJson({"msg": msg, "failed": True, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    exe = tmp_path / "pcluster"
-    exe.write_text("#!/bin/sh\nexit 99\n")
-    exe.chmod(0o755)
-
-    def runner(check_mode: bool = False, **options) -> dict[str, Any]:
-        args = {
-            "name": "ml1",
-            "region": "us-east-1",
-            "pcluster_path": str(exe),
-            "_ansible_check_mode": check_mode,
-            "_ansible_remote_tmp": str(tmp_path / "remote-tmp"),
-            **options,
-        }
-        try:
-            if patch_module_args is not None:
-                with patch_module_args(args):
-                    pcluster_cluster_info.main()
-            else:
-                monkeypatch.setattr(
-                    basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-                )
-                pcluster_cluster_info.main()
-        except FailJson:
-            raise
-        except ExitJson as done:
-            return done.result
-        raise AssertionError("main() returned without exit_json")
+    def runner(check_mode: bool = False, **options):
+        args = {"name": "ml1", "region": "us-east-1", "pcluster_path": str(pcluster_exe), **options}
+        return run_module(pcluster_cluster_info.main, args, check=check_mode)
 
     return runner
 
@@ -183,9 +121,8 @@ def test_fleet_status_falls_back_to_describe_cluster(run, fake: FakePcluster, wa
 
 def test_pcluster_errors_fail_with_the_command(run, fake: FakePcluster) -> None:
     fake.on("describe-cluster", answer("create_bad_yaml"))
-    with pytest.raises(FailJson) as failed:
-        run()
-    result = failed.value.result
+    result = run()
+    assert result.failed
     assert result["msg"].startswith("cluster ml1: pcluster describe-cluster: Bad Request")
     assert result["pcluster_command"][1] == "describe-cluster"
     assert result["rc"] == 1

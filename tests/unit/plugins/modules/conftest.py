@@ -1,0 +1,111 @@
+"""One harness for running a module's main() in-process, shared by the module unit tests.
+
+``run_module(main, args, check=..., diff=...)`` runs ``main()`` under ansible-core's
+``patch_module_args`` and reads the result the way Ansible does: the JSON that exit_json or
+fail_json prints before ``sys.exit``. That path is the same for ``AnsibleModule`` and amazon.aws's
+``AnsibleAWSModule`` (which hands both calls to its ``AnsibleModule``), and the result carries
+what ansible-core adds on the way out (warnings, deprecations), JSON-encoded as a controller
+would see it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.common import warnings as module_warnings
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.xpu.parallelcluster.plugins.module_utils import pcluster_cli as pc
+
+from tests.unit.plugins.module_utils.test_pcluster_cli import FakePcluster
+
+
+class ModuleResult(dict[str, Any]):
+    """A module's result as Ansible receives it, without the ``invocation`` echo of its args."""
+
+    @property
+    def failed(self) -> bool:
+        """True when the module ended in fail_json."""
+        return self.get("failed") is True
+
+
+class RunModule(Protocol):
+    def __call__(
+        self,
+        main: Callable[[], None],
+        args: dict[str, Any],
+        *,
+        check: bool = False,
+        diff: bool = False,
+    ) -> ModuleResult: ...
+
+
+@pytest.fixture
+def run_module(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> RunModule:
+    """Run a module's ``main`` with ``args`` (plus check and diff mode); return its result.
+
+    Each run starts with empty module warning and deprecation stores, as a fresh module process
+    would, and keeps its remote tmp under ``tmp_path``.
+    """
+
+    def run(
+        main: Callable[[], None],
+        args: dict[str, Any],
+        *,
+        check: bool = False,
+        diff: bool = False,
+    ) -> ModuleResult:
+        monkeypatch.setattr(module_warnings, "_global_warnings", {})
+        monkeypatch.setattr(module_warnings, "_global_deprecations", {})
+        module_args = {
+            "_ansible_remote_tmp": str(tmp_path / "remote-tmp"),
+            **args,
+            "_ansible_check_mode": check,
+            "_ansible_diff": diff,
+        }
+        capsys.readouterr()  # only what this run prints
+        with patch_module_args(module_args), pytest.raises(SystemExit):
+            main()
+        result = ModuleResult(json.loads(capsys.readouterr().out))
+        result.pop("invocation", None)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The messages a module passes to ``module.warn``, in order, for either module class."""
+    seen: list[str] = []
+
+    def warn(self: Any, warning: str) -> None:
+        seen.append(warning)
+
+    monkeypatch.setattr(basic.AnsibleModule, "warn", warn)
+    monkeypatch.setattr(AnsibleAWSModule, "warn", warn)
+    return seen
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakePcluster:
+    """A scripted pcluster in place of ``pcluster_cli.run_command``."""
+    runner = FakePcluster()
+    monkeypatch.setattr(pc, "run_command", runner)
+    return runner
+
+
+@pytest.fixture
+def pcluster_exe(tmp_path: Path) -> Path:
+    """An executable ``pcluster`` for ``pcluster_path``; the fake answers in its place."""
+    exe = tmp_path / "bin" / "pcluster"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\nexit 99\n")
+    exe.chmod(0o755)
+    return exe
