@@ -1,0 +1,99 @@
+"""playbooks/configure.yml on the lab: rolling batches that never kill a running job."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import COMPUTE, HEAD, LOGIN, on_node, playbook
+
+pytestmark = pytest.mark.lab
+
+NODE1, NODE2 = "cpu-st-c6i-1", "cpu-st-c6i-2"
+
+
+def slurmd_pid(container: str) -> str:
+    return on_node(container, "systemctl", "show", "slurmd", "--property=MainPID").stdout.strip()
+
+
+def node_line(name: str) -> str:
+    return on_node(HEAD, "scontrol", "--oneliner", "show", "node", name).stdout
+
+
+def job_state(job: str) -> str:
+    out = on_node(HEAD, "scontrol", "--oneliner", "show", "job", job).stdout
+    return re.search(r"JobState=(\S+)", out).group(1)
+
+
+def test_rolling_restart_waits_for_a_running_job_and_resumes_every_node(lab_up) -> None:
+    job = on_node(
+        LOGIN,
+        "sbatch",
+        "--parsable",
+        f"--nodelist={NODE1}",
+        "--nodes=1",
+        "--output=/dev/null",
+        "--wrap=sleep 12",
+        user="ubuntu",
+    ).stdout.strip()
+    deadline = time.monotonic() + 30
+    while job_state(job) != "RUNNING":
+        assert time.monotonic() < deadline, f"job {job} did not start"
+        time.sleep(0.5)
+    before = {c: slurmd_pid(c) for c in COMPUTE}
+    started = time.monotonic()
+
+    out = playbook(
+        "playbooks/configure.yml",
+        "--limit",
+        "queue_cpu",
+        "-e",
+        "xpu_pc_restart_slurmd=true",
+        "-e",
+        "xpu_pc_configure_batch=1",
+        "-e",
+        "slurmd_drain_restart_poll=1",
+    ).stdout
+    elapsed = time.monotonic() - started
+
+    # The job was not killed: the play waited for it on the drained node.
+    assert job_state(job) == "COMPLETED"
+    assert "ExitCode=0:0" in on_node(HEAD, "scontrol", "show", "job", job).stdout
+    assert elapsed > 5, "the play did not wait for the running job"
+    # Every node got a new slurmd and is back in service.
+    assert all(slurmd_pid(c) != before[c] for c in COMPUTE)
+    for name in (NODE1, NODE2):
+        assert re.search(r"State=IDLE\s", node_line(name)), node_line(name)
+    # One batch at a time: two plays of one host each.
+    assert out.count("PLAY [Configure | compute nodes, in rolling batches]") == 2
+
+
+def test_a_node_drained_for_another_reason_stays_drained(lab_up) -> None:
+    on_node(HEAD, "scontrol", "update", f"nodename={NODE2}", "state=drain", "reason=it-admin")
+    try:
+        before = slurmd_pid(COMPUTE[1])
+        out = playbook(
+            "playbooks/configure.yml",
+            "--limit",
+            COMPUTE[1],
+            "-e",
+            "xpu_pc_restart_slurmd=true",
+            "-e",
+            "slurmd_drain_restart_poll=1",
+        ).stdout
+        assert slurmd_pid(COMPUTE[1]) != before
+        line = node_line(NODE2)
+        assert "DRAIN" in line and "Reason=it-admin" in line, line
+        assert f"{NODE2} was drained before this run and stays drained" in out
+    finally:
+        on_node(HEAD, "scontrol", "update", f"nodename={NODE2}", "state=resume")
+
+
+def test_a_plain_rerun_changes_nothing_and_restarts_nothing(lab_up) -> None:
+    before = {c: slurmd_pid(c) for c in COMPUTE}
+    out = playbook("playbooks/configure.yml", "--limit", "queue_cpu").stdout
+    for container in COMPUTE:
+        assert re.search(rf"{container}\s+: ok=\d+\s+changed=0\s", out), out[-2000:]
+    assert {c: slurmd_pid(c) for c in COMPUTE} == before
