@@ -234,6 +234,10 @@ def _script_args(spec: ClusterSpec, role: str, queue: Queue | None = None) -> li
 def _custom_actions(script: str | None, args: list[str]) -> dict[str, Any] | None:
     if script is None:
         return None
+    if script.startswith("s3://") and "--assets" not in args:
+        # Where the script finds what it installs (the collection artifact, its requirements):
+        # the S3 folder it was uploaded to, which the nodes may read.
+        args = [*args, "--assets", script.rsplit("/", 1)[0]]
     return {"OnNodeConfigured": {"Script": script, "Args": args}}
 
 

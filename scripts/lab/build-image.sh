@@ -17,7 +17,7 @@ image=${1:?usage: build-image.sh IMAGE_REF}
 # Packages every node has, as on a ParallelCluster AMI.
 packages=(
   systemd systemd-sysv dbus sudo ca-certificates iproute2 procps less
-  python3 python3-apt
+  python3 python3-apt python3-venv
   openssh-server openssh-client
   munge slurmctld slurmd slurm-client
   openmpi-bin python3-mpi4py python3-numpy
@@ -64,7 +64,12 @@ chmod 0440 "${rootfs}/etc/sudoers.d/90-ubuntu"
 chroot "${rootfs}" install -d -o root -g root -m 0755 /var/spool/slurmd
 chroot "${rootfs}" install -d -o slurm -g slurm -m 0755 /var/lib/slurm/slurmctld /var/log/slurm
 : >"${rootfs}/etc/machine-id"
-rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/lib/apt/lists/*
+# No package lists in the image, and nothing claiming they are fresh (Ansible's apt
+# update_cache with cache_valid_time would trust it and skip the update).
+rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/lib/apt/lists/* \
+  "${rootfs}"/var/lib/apt/periodic/*-stamp
+# Without a stamp, cache_valid_time falls back to the lists folder's age: make it old.
+touch -d @0 "${rootfs}/var/lib/apt/lists"
 
 echo "build-image: podman import ${image}"
 tar -C "${rootfs}" -c . | podman import \

@@ -333,20 +333,28 @@ def test_rule_imds_v2_everywhere_and_secured_on_the_head_node() -> None:
     assert config["HeadNode"]["Imds"] == {"Secured": True}
 
 
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
 def test_rule_custom_actions_run_the_node_bootstrap_with_role_and_queue() -> None:
     config = render().config
     script = f"s3://{BUCKET}/bootstrap/node-bootstrap.sh"
     head = config["HeadNode"]["CustomActions"]["OnNodeConfigured"]
     assert head["Script"] == script
     assert head["Args"][:4] == ["--cluster-name", "rules", "--role", "head"]
-    assert "nccl_shared" in head["Args"][-1]
+    assert "nccl_shared" in flag(head["Args"], "--components")
+    # The script finds what it installs beside itself.
+    assert flag(head["Args"], "--assets") == f"s3://{BUCKET}/bootstrap"
     for q in config["Scheduling"]["SlurmQueues"]:
         action = q["CustomActions"]["OnNodeConfigured"]
         assert action["Script"] == script
         assert action["Args"][2:6] == ["--role", "compute", "--queue", q["Name"]]
-        assert "nccl_shared" not in action["Args"][-1]
-    gpu_components = queue(config, "gpu")["CustomActions"]["OnNodeConfigured"]["Args"][-1]
-    cpu_components = queue(config, "cpu")["CustomActions"]["OnNodeConfigured"]["Args"][-1]
+        assert "nccl_shared" not in flag(action["Args"], "--components")
+        assert flag(action["Args"], "--assets") == f"s3://{BUCKET}/bootstrap"
+    gpu = queue(config, "gpu")["CustomActions"]["OnNodeConfigured"]["Args"]
+    cpu = queue(config, "cpu")["CustomActions"]["OnNodeConfigured"]["Args"]
+    gpu_components, cpu_components = flag(gpu, "--components"), flag(cpu, "--components")
     assert "efa_check" in gpu_components and "container_toolkit" in gpu_components
     assert "efa_check" not in cpu_components and "container_toolkit" not in cpu_components
     # Login nodes run it only when asked (they cannot be given S3 access).
