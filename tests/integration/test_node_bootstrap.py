@@ -73,6 +73,10 @@ def assets(lab_up, tmp_path_factory: pytest.TempPathFactory) -> str:
     return ASSETS
 
 
+# What the rendered cluster config passes a compute node of queue cpu (before --components).
+COMPUTE_ARGS = ("--cluster-name", CLUSTER, "--role", "compute", "--queue", "cpu")
+
+
 def bootstrap(container: str, *args: str, check: bool = True):
     return on_node(
         container,
@@ -95,12 +99,7 @@ def test_a_fresh_compute_node_bootstraps_and_joins_slurm(assets: str) -> None:
     started = time.monotonic()
     proc = bootstrap(
         node,
-        "--cluster-name",
-        CLUSTER,
-        "--role",
-        "compute",
-        "--queue",
-        "cpu",
+        *COMPUTE_ARGS,
         "--components",
         "efa_check,cloudwatch_agent",
         "--assets",
@@ -128,12 +127,7 @@ def test_a_second_node_reuses_the_shared_install(assets: str) -> None:
     started = time.monotonic()
     out = bootstrap(
         COMPUTE[0],
-        "--cluster-name",
-        CLUSTER,
-        "--role",
-        "compute",
-        "--queue",
-        "cpu",
+        *COMPUTE_ARGS,
         "--components",
         "none",
         "--assets",
@@ -146,12 +140,7 @@ def test_a_second_node_reuses_the_shared_install(assets: str) -> None:
 def test_a_failure_exits_non_zero_and_names_the_step(assets: str) -> None:
     proc = bootstrap(
         COMPUTE[0],
-        "--cluster-name",
-        CLUSTER,
-        "--role",
-        "compute",
-        "--queue",
-        "cpu",
+        *COMPUTE_ARGS,
         "--assets",
         "/fsx/no-such-assets",
         check=False,

@@ -728,41 +728,29 @@ def test_offline_validation_fails_before_any_aws_call(
     assert message in result["msg"]
 
 
-def _documented(options: dict[str, Any]) -> dict[str, Any]:
+def _normalized(options: dict[str, Any], nested: str) -> dict[str, Any]:
+    """Type, elements, choices, default and required of each option, recursively; ``nested`` is
+    where sub-options live (``suboptions`` in DOCUMENTATION, ``options`` in an argument spec)."""
     spec = {}
-    for name, doc in options.items():
+    for name, option in options.items():
         entry = {
-            "type": doc.get("type", "str"),
-            "elements": doc.get("elements"),
-            "choices": doc.get("choices"),
-            "default": doc.get("default"),
-            "required": doc.get("required", False),
+            "type": option.get("type", "str"),
+            "elements": option.get("elements"),
+            "choices": option.get("choices"),
+            "default": option.get("default"),
+            "required": option.get("required", False),
         }
-        if "suboptions" in doc:
-            entry["options"] = _documented(doc["suboptions"])
+        if nested in option:
+            entry["options"] = _normalized(option[nested], nested)
         spec[name] = entry
     return spec
 
 
-def _declared(spec: dict[str, Any]) -> dict[str, Any]:
-    declared = {}
-    for name, arg in spec.items():
-        entry = {
-            "type": arg.get("type", "str"),
-            "elements": arg.get("elements"),
-            "choices": arg.get("choices"),
-            "default": arg.get("default"),
-            "required": arg.get("required", False),
-        }
-        if "options" in arg:
-            entry["options"] = _declared(arg["options"])
-        declared[name] = entry
-    return declared
-
-
 def test_documentation_matches_the_argument_spec() -> None:
     documented = yaml.safe_load(infra_stack.DOCUMENTATION)
-    assert _documented(documented["options"]) == _declared(infra_stack.argument_spec())
+    assert _normalized(documented["options"], "suboptions") == _normalized(
+        infra_stack.argument_spec(), "options"
+    )
     returned = yaml.safe_load(infra_stack.RETURN)
     keys = {"stack_id", "stack_status", "outputs", "parameters", "change_set", "events", "diff"}
     assert keys <= set(returned)
