@@ -379,7 +379,7 @@ def test_aws_test_against_real_aws_fails_before_its_fixtures(
             "*AWS endpoint: https://ec2.us-east-1.amazonaws.com (NOT loopback*",
             "*AWS_ENDPOINT_URL='https://ec2.us-east-1.amazonaws.com'*not loopback*",
             "*make test*",
-            "FAILED *::test_aws",
+            "FAILED *::test_aws*",
         ]
     )
     result.stdout.no_fnmatch_line("*FIXTURE RAN*")
