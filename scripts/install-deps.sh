@@ -18,10 +18,10 @@ collections="${cache}/collections"
 
 # The `ansible` release whose bundled collections we use, and the collections taken from it.
 ansible_release=12.3.0
-bundled=(amazon/aws containers/podman community/general ansible/posix)
+bundled=(amazon/aws containers/podman community/general ansible/posix community/grafana)
 
 apt_packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns
-  shellcheck python3-venv)
+  shellcheck python3-venv prometheus)
 
 # apt and pip talk to their package registries as usual: the proxy fence the
 # Makefile sets for AWS clients is not meant for them.
@@ -69,7 +69,7 @@ for tool in "${tools[@]}"; do
   ln -sfn "${tvenv}/bin/${tool}" "${venv}/bin/${tool}"
 done
 
-cstamp="${collections}/.ansible-${ansible_release}"
+cstamp="${collections}/.ansible-${ansible_release}-$(IFS=+; echo "${bundled[*]//\//.}")"
 if [[ ! -e "${cstamp}" ]]; then
   log "collections: unpacking ${bundled[*]} from ansible ${ansible_release}"
   install -d "${cache}/wheels"

@@ -21,6 +21,8 @@ packages=(
   openssh-server openssh-client
   munge slurmctld slurmd slurm-client
   openmpi-bin python3-mpi4py python3-numpy
+  # Pre-seeded so lab nodes need no network: the monitoring roles find them installed.
+  prometheus prometheus-node-exporter python3-prometheus-client
 )
 
 # The Debian mirror this host already uses (no host name is written here).
@@ -52,7 +54,8 @@ for unit in getty@tty1.service systemd-timesyncd.service apt-daily.timer \
   systemctl --root="${rootfs}" mask "${unit}" >/dev/null 2>&1 || true
 done
 # Slurm daemons start from xpu-lab-init by node role, not at boot everywhere.
-systemctl --root="${rootfs}" disable slurmctld.service slurmd.service >/dev/null 2>&1 || true
+systemctl --root="${rootfs}" disable slurmctld.service slurmd.service \
+  prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
 cp -a "${here}/rootfs/." "${rootfs}/"
 chmod 0755 "${rootfs}/usr/local/sbin/xpu-lab-init"
 systemctl --root="${rootfs}" enable xpu-lab-init.service >/dev/null
