@@ -180,7 +180,7 @@ def acceptance_plan(queues, max_nodes=0, container_image="", gpu_bytes=None, cpu
             skipped.append(
                 {
                     "queue": name,
-                    "reason": "a CPU queue needs at least 2 nodes for the MPI network benchmark",
+                    "reason": "a CPU queue needs 2 nodes or more for the MPI network benchmark",
                 }
             )
         else:
