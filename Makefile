@@ -40,10 +40,10 @@ export XPU_FENCE_ALLOW_CIDRS := 10.213.0.0/24
 export PYTHONDONTWRITEBYTECODE := 1
 
 SHELL_SCRIPTS := scripts/lab.sh scripts/install-deps.sh scripts/node-bootstrap.sh scripts/lab/build-image.sh \
-	scripts/lab/rootfs/usr/local/sbin/xpu-lab-init .ci/run
+	scripts/lab/rootfs/usr/local/sbin/xpu-lab-init .ci/run tests/perf/slurm_perf_setup.sh
 
 .PHONY: help deps lint unit check integration pytest test demo lab-up lab-down lab-status lab-clean \
-	inventory build changelog-lint
+	inventory build changelog-lint perf
 
 help:
 	@echo "make demo        bring the local lab up and run the demo (installs what it needs)"
@@ -76,6 +76,11 @@ check: deps
 
 integration: deps
 	$(PYTEST) tests/integration
+
+# Benchmarks (not part of make test): slurm_exporter against real Slurm with 2,000 CLOUD nodes
+# and 10,000 jobs in a container of its own; prints scrape latency, commands and collection time.
+perf: deps
+	$(BIN)/python tests/perf/bench_slurm_exporter.py
 
 # Run selected tests with the Makefile's environment: make pytest ARGS="tests/unit/... -k name"
 pytest: deps
