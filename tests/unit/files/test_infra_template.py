@@ -419,11 +419,13 @@ def linters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"cfn_lint": (cfn_lint.returncode, lint_out), "checkov": results}
 
 
+@pytest.mark.slow
 def test_cfn_lint_reports_nothing(linters: dict[str, Any]) -> None:
     returncode, output = linters["cfn_lint"]
     assert (returncode, output.strip()) == (0, "")
 
 
+@pytest.mark.slow
 def test_checkov_reports_no_failed_check(linters: dict[str, Any]) -> None:
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
@@ -432,6 +434,7 @@ def test_checkov_reports_no_failed_check(linters: dict[str, Any]) -> None:
     assert failed == []
 
 
+@pytest.mark.slow
 def test_checkov_scanned_every_monitoring_option(linters: dict[str, Any]) -> None:
     scanned = {
         c["resource"].split(".", 1)[1]
@@ -454,6 +457,7 @@ def test_checkov_scanned_every_monitoring_option(linters: dict[str, Any]) -> Non
         assert name in scanned, f"checkov never evaluated {name}: a variant no longer reaches it"
 
 
+@pytest.mark.slow
 def test_checkov_suppressions_are_used_and_explained(linters: dict[str, Any]) -> None:
     declared = {
         (name, skip["id"]): skip.get("comment", "")

@@ -619,6 +619,7 @@ def launch(ec2: Any, subnet: str, address: str, tags: dict[str, str]) -> str:
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_creates_one_tagged_instance_per_node(ec2: Any, spec: Any) -> None:
     result = labctl.register(spec)
     assert result == {
@@ -647,6 +648,7 @@ def test_register_creates_one_tagged_instance_per_node(ec2: Any, spec: Any) -> N
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_twice_changes_nothing(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     before = {c: i["InstanceId"] for c, i in by_container(ec2, spec).items()}
@@ -664,6 +666,7 @@ def test_register_twice_changes_nothing(ec2: Any, spec: Any) -> None:
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_replaces_an_instance_whose_tags_changed(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     before = by_container(ec2, spec)
@@ -685,6 +688,7 @@ def test_register_replaces_an_instance_whose_tags_changed(ec2: Any, spec: Any) -
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_replaces_instances_whose_address_moved(
     ec2: Any, spec: Any, tmp_path: Path, shipped: dict[str, Any]
 ) -> None:
@@ -712,6 +716,7 @@ def test_register_replaces_instances_whose_address_moved(
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_terminates_strays_and_leaves_other_clusters_alone(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     before = {c: i["InstanceId"] for c, i in by_container(ec2, spec).items()}
@@ -744,6 +749,7 @@ def test_register_terminates_strays_and_leaves_other_clusters_alone(ec2: Any, sp
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_lab_instances_returns_only_this_clusters_running_instances(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     subnet = lab_subnet(ec2, spec)
@@ -764,6 +770,7 @@ def test_lab_instances_returns_only_this_clusters_running_instances(ec2: Any, sp
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_lab_instances_is_empty_before_register(ec2: Any, spec: Any) -> None:
     assert labctl.lab_instances(ec2, spec) == []
 
@@ -834,6 +841,7 @@ def test_main_refuses_a_remote_endpoint(
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_main_register_and_instances(ec2: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert labctl.main(["--spec", str(SHIPPED_SPEC), "register"]) == 0
     assert labctl.main(["--spec", str(SHIPPED_SPEC), "register"]) == 0
@@ -854,6 +862,7 @@ def test_main_register_and_instances(ec2: Any, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_replaces_a_stopped_instance(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     victim = by_container(ec2, spec)["xpu-lab-login"]["InstanceId"]
@@ -868,6 +877,7 @@ def test_register_replaces_a_stopped_instance(ec2: Any, spec: Any) -> None:
 
 
 @pytest.mark.aws
+@pytest.mark.slow
 def test_register_makes_the_clusters_ed25519_key_pair_once(ec2: Any, spec: Any) -> None:
     labctl.register(spec)
     labctl.register(spec)

@@ -123,6 +123,7 @@ def sources(tmp_path_factory) -> object:
     return make_sources(tmp_path_factory.mktemp("repos"), sleep=1)
 
 
+@pytest.mark.slow
 def test_build_is_atomic_and_happens_once(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     root = tmp_path / "fsx" / "nccl"
@@ -159,6 +160,7 @@ def test_build_is_atomic_and_happens_once(tmp_path: Path, sources) -> None:
     assert len(sources.builds()) == before + 1
 
 
+@pytest.mark.slow
 def test_concurrent_builders_build_once(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     value = spec(node, sources, tmp_path / "fsx")
@@ -172,6 +174,7 @@ def test_concurrent_builders_build_once(tmp_path: Path, sources) -> None:
     assert all(r["lock_waited_s"] > 0 for r in results if r["action"] == "present")
 
 
+@pytest.mark.slow
 def test_lock_wait_has_a_deadline(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     root = tmp_path / "fsx"
@@ -186,6 +189,7 @@ def test_lock_wait_has_a_deadline(tmp_path: Path, sources) -> None:
     assert "nccl_shared_lock_timeout" in result["msg"]
 
 
+@pytest.mark.slow
 def test_wrong_commit_fails_before_building_and_leaves_nothing(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     root = tmp_path / "fsx"
@@ -202,6 +206,7 @@ def test_wrong_commit_fails_before_building_and_leaves_nothing(tmp_path: Path, s
     assert sorted(p.name for p in root.iterdir()) == [".lock"]
 
 
+@pytest.mark.slow
 def test_stale_partial_directory_is_moved_aside_and_rebuilt(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     root = tmp_path / "fsx"
@@ -220,6 +225,7 @@ def test_stale_partial_directory_is_moved_aside_and_rebuilt(tmp_path: Path, sour
     assert not dead.exists()
 
 
+@pytest.mark.slow
 def test_other_inputs_for_an_existing_version_fail_instead_of_rebuilding(
     tmp_path: Path, sources
 ) -> None:
@@ -238,6 +244,7 @@ def test_other_inputs_for_an_existing_version_fail_instead_of_rebuilding(
     assert os.readlink(root / "current") == "2.29.2-1-custom-mpi"
 
 
+@pytest.mark.slow
 def test_plugin_is_built_only_when_not_bundled(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node", bundled_ofi=False)
     root = tmp_path / "fsx"
@@ -251,6 +258,7 @@ def test_plugin_is_built_only_when_not_bundled(tmp_path: Path, sources) -> None:
     assert f"--prefix={target}/ofi" in args and "--enable-platform-aws --disable-tests" in args
 
 
+@pytest.mark.slow
 def test_missing_plugin_pin_fails_only_when_the_plugin_must_be_built(
     tmp_path: Path, sources
 ) -> None:
@@ -265,6 +273,7 @@ def test_missing_plugin_pin_fails_only_when_the_plugin_must_be_built(
     assert "nccl_shared_build_ofi is false" in result["manifest"]["aws_ofi_nccl"]["reason"]
 
 
+@pytest.mark.slow
 def test_arch_the_toolkit_cannot_build_fails_before_fetching(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     value = spec(node, sources, tmp_path / "fsx", cuda_archs=["sm_70", "sm_90"])
@@ -273,6 +282,7 @@ def test_arch_the_toolkit_cannot_build_fails_before_fetching(tmp_path: Path, sou
     assert "CUDA 13.0 nvcc" in result["msg"] and "cannot build for sm_70" in result["msg"]
 
 
+@pytest.mark.slow
 def test_check_mode_predicts_and_writes_nothing(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node")
     root = tmp_path / "fsx"
@@ -281,12 +291,14 @@ def test_check_mode_predicts_and_writes_nothing(tmp_path: Path, sources) -> None
     assert not root.exists()
 
 
+@pytest.mark.slow
 def test_no_nvcc_fails_with_what_to_do(tmp_path: Path, sources) -> None:
     node = make_node(tmp_path / "node", nvcc=False)
     rc, result = run_script(spec(node, sources, tmp_path / "fsx"))
     assert rc == 1 and "no nvcc at" in result["msg"] and "nccl_shared_cuda_home" in result["msg"]
 
 
+@pytest.mark.slow
 def test_build_failure_reports_the_output_and_leaves_no_work_directory(
     tmp_path: Path, sources
 ) -> None:
