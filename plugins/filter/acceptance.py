@@ -24,7 +24,13 @@ description:
     with the reason.
 options:
   _input:
-    description: Queues - dicts with C(name), C(instance_type) and C(max_nodes).
+    description:
+      - Queues - dicts with C(name), C(instance_type) and C(max_nodes), and optionally
+        C(compute_resource).
+      - A queue listed more than once (one entry per compute resource) gets runs named
+        C(<queue>-<compute resource>-...) pinned with C(--constraint=<instance type>), the node
+        feature ParallelCluster gives every node of a compute resource, so that each run lands on
+        the instance type it is gated against.
     type: list
     elements: dict
     required: true
@@ -86,13 +92,25 @@ def _scaling(largest: int) -> list[int]:
 
 
 def _run(
-    queue, itype, span, benchmark, collective, nodes, variant="default", env=None, tasks=1, image=""
+    target,
+    itype,
+    span,
+    benchmark,
+    collective,
+    nodes,
+    variant="default",
+    env=None,
+    tasks=1,
+    image="",
 ):
-    """One run's description; ``span`` = (min_bytes, max_bytes)."""
+    """One run's description; ``target`` = (queue, run name prefix, constraint), ``span`` =
+    (min_bytes, max_bytes)."""
+    queue, prefix, constraint = target
     suffix = "" if variant == "default" else f"-{variant}"
     return {
-        "name": f"{queue}-{collective}-{nodes}n{suffix}",
+        "name": f"{prefix}-{collective}-{nodes}n{suffix}",
         "queue": queue,
+        "constraint": constraint,
         "instance_type": itype,
         "benchmark": benchmark,
         "collective": collective,
@@ -111,6 +129,7 @@ def acceptance_plan(queues, max_nodes=0, container_image="", gpu_bytes=None, cpu
     gpu_bytes = list(gpu_bytes or ["8", "16G"])
     cpu_bytes = list(cpu_bytes or ["1K", "16M"])
     runs, skipped = [], []
+    listed = [q.get("name") if isinstance(q, dict) else None for q in queues or []]
     for queue in queues or []:
         try:
             name, itype = queue["name"], queue["instance_type"]
@@ -125,8 +144,13 @@ def acceptance_plan(queues, max_nodes=0, container_image="", gpu_bytes=None, cpu
         except catalog.UnknownInstanceTypeError as exc:
             raise AnsibleFilterError(f"acceptance_plan: queue {name}: {exc}") from exc
         largest = min(size, max_nodes) if max_nodes else size
+        if listed.count(name) > 1:
+            part = str(queue.get("compute_resource") or itype.replace(".", "-"))
+            target = (name, f"{name}-{part}", itype)
+        else:
+            target = (name, name, "")
 
-        run = functools.partial(_run, name, itype, gpu_bytes)
+        run = functools.partial(_run, target, itype, gpu_bytes)
 
         if entry.is_gpu:
             gpus = entry.accelerator_count
@@ -185,8 +209,8 @@ def acceptance_plan(queues, max_nodes=0, container_image="", gpu_bytes=None, cpu
             )
         else:
             for nodes in _scaling(largest):
-                runs.append(_run(name, itype, cpu_bytes, "mpi", "all_reduce", nodes))
-            runs.append(_run(name, itype, cpu_bytes, "mpi", "sendrecv", 2))
+                runs.append(_run(target, itype, cpu_bytes, "mpi", "all_reduce", nodes))
+            runs.append(_run(target, itype, cpu_bytes, "mpi", "sendrecv", 2))
     return {"runs": runs, "skipped": skipped}
 
 

@@ -83,6 +83,27 @@ def test_queues_the_suite_cannot_test_are_skipped_with_a_reason() -> None:
     assert "2 nodes or more" in plan["skipped"][1]["reason"]
 
 
+def test_a_queue_with_two_compute_resources_pins_each_run_to_its_instance_type() -> None:
+    plan = acceptance_plan(
+        [
+            {
+                "name": "mix",
+                "compute_resource": "c6i",
+                "instance_type": "c6i.xlarge",
+                "max_nodes": 2,
+            },
+            {"name": "mix", "instance_type": "c7i.xlarge", "max_nodes": 2},
+            {"name": "solo", "instance_type": "c6i.xlarge", "max_nodes": 2},
+        ]
+    )
+    runs = {r["name"]: r for r in plan["runs"]}
+    assert len(runs) == len(plan["runs"])  # no two runs share a folder
+    assert runs["mix-c6i-all_reduce-2n"]["constraint"] == "c6i.xlarge"
+    assert runs["mix-c7i-xlarge-sendrecv-2n"]["constraint"] == "c7i.xlarge"
+    assert runs["mix-c7i-xlarge-sendrecv-2n"]["queue"] == "mix"
+    assert runs["solo-all_reduce-2n"]["constraint"] == ""
+
+
 def test_bad_queues_are_refused() -> None:
     with pytest.raises(AnsibleFilterError, match="needs name, instance_type and max_nodes"):
         acceptance_plan([{"name": "x"}])

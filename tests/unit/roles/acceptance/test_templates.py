@@ -31,7 +31,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         container_image="/fsx/images/nccl tests.sqsh",
     )["runs"]
     cpu = acceptance_plan([{"name": "cpu", "instance_type": "c6i.xlarge", "max_nodes": 2}])["runs"]
-    runs = [r for r in gpu if r["variant"] in ("ring", "efa_only", "container")] + cpu[:1]
+    mix = acceptance_plan(
+        [
+            {"name": "mix", "compute_resource": "a", "instance_type": "c6i.xlarge", "max_nodes": 2},
+            {"name": "mix", "compute_resource": "b", "instance_type": "c7i.xlarge", "max_nodes": 2},
+        ]
+    )["runs"]
+    runs = [r for r in gpu if r["variant"] in ("ring", "efa_only", "container")] + cpu[:1] + mix[:1]
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     defaults.pop("acceptance_run_id")
     play = [
@@ -118,3 +124,10 @@ def test_cpu_run_uses_mpirun_and_the_shared_benchmark(rendered: dict[str, str]) 
     assert "--gpus-per-node" not in script and "srun" not in script
     assert "--benchmark mpi" in script and json.dumps("cpu")  # queue name flows through
     assert "#SBATCH --output=/fsx/acceptance/c1/r1/cpu-all_reduce-2n/output.txt" in script
+
+
+def test_only_a_run_of_a_shared_queue_is_pinned_to_its_instance_type(
+    rendered: dict[str, str],
+) -> None:
+    assert "#SBATCH --constraint=c6i.xlarge\n" in rendered["mix-a-all_reduce-2n"]
+    assert "--constraint" not in rendered["cpu-all_reduce-2n"]
