@@ -10,18 +10,17 @@ changes nothing but predicts a pull.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from .. import harness
+from ..harness import Run, local_inventory, role_playbook
 from .test_counters import parse, render
 
 pytestmark = pytest.mark.slow
@@ -49,69 +48,8 @@ exit 0
 """
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [
-            item["hosts"][host]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if task in item["task"]["name"]
-            and host in item["hosts"]
-            and not item["hosts"][host].get("skipped")
-        ]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
-
-    def node(self, name: str) -> Path:
-        return self.tmp / name
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv/bin/ansible-playbook"),
-                "-i",
-                str(self.inventory),
-                *args,
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+class Lab(harness.Lab):
+    timeout = 600
 
 
 def _node(base: Path, gpu: bool = True, smi: bool = True, docker: bool = True) -> dict:
@@ -187,26 +125,7 @@ def lab(tmp_path_factory) -> Lab:
         # Only ever run in check mode.
         "check_fresh": _node(tmp / "check_fresh"),
     }
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "dcgm.yml"
-    playbook.write_text(
-        "- name: Role dcgm_exporter on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.dcgm_exporter\n"
-    )
-    return Lab(tmp, inventory, playbook)
+    return Lab.create(tmp, local_inventory(hosts), role_playbook("dcgm_exporter"))
 
 
 @pytest.fixture(scope="module")

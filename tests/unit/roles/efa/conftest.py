@@ -7,14 +7,13 @@ that script reads, as sysfs and the EFA installer lay it out, under a test's tmp
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-import stat
 import tarfile
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable, load_script
+
 ROLE = ROOT / "roles" / "efa"
 SCRIPT = ROLE / "files" / "efa_detect.py"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "efa"
@@ -25,11 +24,7 @@ MELLANOX = "0x15b3"
 
 def load_detect() -> ModuleType:
     """roles/efa/files/efa_detect.py as a module (it is a file the role ships, not a package)."""
-    spec = importlib.util.spec_from_file_location("efa_detect", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "efa_detect")
 
 
 def fixture(name: str) -> str:
@@ -86,20 +81,13 @@ def make_sysfs(
     return root
 
 
-def _executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
 def make_fi_info(path: Path, listing: str | None, version: str = "fi_info_version_2.1.txt") -> Path:
     """A stub fi_info printing a recorded output; ``listing=None``: no EFA provider (exit 1)."""
     if listing is None:
         body = f"/bin/cat {FIXTURES / 'fi_info_no_provider.txt'} >&2\nexit 1\n"
     else:
         body = f"/bin/cat {FIXTURES / listing}\n"
-    return _executable(
+    return executable(
         path,
         "#!/bin/sh\n"
         f'if [ "$1" = "--version" ]; then /bin/cat {FIXTURES / version}; exit 0; fi\n'

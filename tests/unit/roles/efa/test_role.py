@@ -10,18 +10,14 @@ The install path downloads a stand-in installer tarball from a file:// URL (its 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
+from .. import harness
+from ..harness import local_inventory, role_playbook
 from .conftest import (
-    ROOT,
     fixture,
     fixture_domains,
     make_fi_info,
@@ -36,89 +32,19 @@ PINNED = "1.41.0"
 P6 = "fi_info_p6-b200_libfabric2.txt"
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        """Results of every task whose name contains ``task``, for ``host``, in order."""
-        found = []
-        for play in self.output["plays"]:
-            for item in play["tasks"]:
-                if task in item["task"]["name"] and host in item["hosts"]:
-                    found.append(item["hosts"][host])
-        return found
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        """Like results(), without the results of skipped tasks."""
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def skipped(self, host: str, task: str) -> bool:
-        """The task was reached for ``host`` and skipped every time."""
-        results = self.results(host, task)
-        return bool(results) and all(r.get("skipped") for r in results)
-
-    def status(self, host: str) -> dict:
-        """The last efa_status the role recorded for ``host``."""
-        facts = [
-            r["ansible_facts"]["efa_status"]
-            for r in self.results(host, "record what")
-            if not r.get("skipped") and "ansible_facts" in r
-        ]
-        assert facts, f"{host}: no efa_status recorded\n{self.stderr[-2000:]}"
-        return facts[-1]
-
-    def failure(self, host: str) -> str:
-        failed = [
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        ]
-        return " | ".join(failed)
+class Run(harness.Run):
+    status_fact = "efa_status"
+    status_task = "record what"
 
 
 @dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
+class Lab(harness.Lab):
     hosts: dict = field(default_factory=dict)
+    run_class = Run
 
-    def node(self, name: str) -> Path:
-        return self.tmp / name
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            # The p5 scenario finds its fi_info on PATH; no other fi_info may be there.
-            "PATH": f"{self.tmp / 'path'}:/usr/bin:/bin",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+    def env(self) -> dict[str, str]:
+        # The p5 scenario finds its fi_info on PATH; no other fi_info may be there.
+        return {**super().env(), "PATH": f"{self.tmp / 'path'}:/usr/bin:/bin"}
 
 
 def _scenarios(tmp: Path) -> dict[str, dict]:
@@ -227,26 +153,7 @@ def lab(tmp_path_factory) -> Lab:
     tmp = tmp_path_factory.mktemp("efa")
     (tmp / "path").mkdir()
     hosts = _scenarios(tmp)
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "efa.yml"
-    playbook.write_text(
-        "- name: Role efa on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.efa\n"
-    )
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook, hosts=hosts)
+    return Lab.create(tmp, local_inventory(hosts), role_playbook("efa"), hosts=hosts)
 
 
 @pytest.fixture(scope="module")

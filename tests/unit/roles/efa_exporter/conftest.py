@@ -1,4 +1,4 @@
-"""Helpers for the efa_exporter tests: fake sysfs trees with EFA hw_counters, scrapes, free ports.
+"""Helpers for the efa_exporter tests: fake sysfs trees with EFA hw_counters and scrapes.
 
 ``roles/efa_exporter/files/efa_exporter.py`` is a file the role ships, not a package: the tests
 load it by path and run its collector in-process against trees built under tmp_path, laid out as
@@ -8,8 +8,6 @@ sysfs lays them out (``class/infiniband/<dev>`` links to
 
 from __future__ import annotations
 
-import importlib.util
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +15,8 @@ from types import ModuleType
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, load_script
+
 ROLE = ROOT / "roles" / "efa_exporter"
 SCRIPT = ROLE / "files" / "efa_exporter.py"
 DASHBOARD = ROLE / "files" / "dashboards" / "efa.json"
@@ -28,11 +27,7 @@ MELLANOX = "0x15b3"
 
 
 def load_exporter() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("efa_exporter", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "efa_exporter")
 
 
 def recorded_counters(name: str) -> dict[str, int]:
@@ -140,9 +135,3 @@ def scrape(registry) -> Scrape:
     text = generate_latest(registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     return Scrape(text=text, families=families)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

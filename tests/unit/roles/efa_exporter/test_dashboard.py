@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import DASHBOARD, free_port, load_exporter, make_sysfs, scrape
+from ..harness import free_port
+from .conftest import DASHBOARD, load_exporter, make_sysfs, scrape
 
 exporter = load_exporter()
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

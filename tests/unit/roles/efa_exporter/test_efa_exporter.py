@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from ..harness import free_port
 from .conftest import (
     DEVICE_COUNTERS,
     PORT_COUNTERS,
     SCRIPT,
     Tree,
     expected_value,
-    free_port,
     load_exporter,
     make_sysfs,
     scrape,

@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
-import os
 import re
 import shlex
 import shutil
@@ -31,84 +29,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import ROLE, ROOT, SCRIPT, free_port, make_sysfs
+from .. import harness
+from ..harness import free_port, local_inventory, role_playbook
+from .conftest import ROLE, SCRIPT, make_sysfs
 
 pytestmark = pytest.mark.slow
 
 PIN = "0.26.0"
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
+class Run(harness.Run):
+    # The scrape's own failure is ignored; the assertion after it reports.
+    quiet_failures = ("scrape the exporter",)
 
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        return [
-            item["hosts"][host]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if task in item["task"]["name"] and host in item["hosts"]
-        ]
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "") + r.get("stderr", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            # The scrape's own failure is ignored; the assertion after it reports.
-            if h == host and r.get("failed") and "scrape the exporter" not in item["task"]["name"]
-        )
+    def message(self, result: dict) -> str:
+        return super().message(result) + result.get("stderr", "")
 
 
 @dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
+class Lab(harness.Lab):
     hosts: dict
     daemons: list = field(default_factory=list)
-
-    def node(self, name: str) -> Path:
-        return self.tmp / name
+    run_class = Run
 
     def unit(self, name: str) -> Path:
         return self.node(name) / "systemd" / "efa_exporter.service"
 
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
     def start_from_unit(self, name: str, sysfs_root: Path | None = None) -> list[str]:
         """Start the node's exporter as systemd would, from the rendered ExecStart line."""
@@ -208,26 +157,7 @@ FAILING = {"not_answering", "wrong_count", "pip_bad_hash"}
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("efa_exporter")
     hosts = _scenarios(tmp)
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "efa_exporter.yml"
-    playbook.write_text(
-        "- name: Role efa_exporter on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.efa_exporter\n"
-    )
-    lab = Lab(tmp=tmp, inventory=inventory, playbook=playbook, hosts=hosts)
+    lab = Lab.create(tmp, local_inventory(hosts), role_playbook("efa_exporter"), hosts)
     yield lab
     for proc in lab.daemons:
         proc.send_signal(signal.SIGTERM)

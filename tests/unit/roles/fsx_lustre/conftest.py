@@ -8,12 +8,11 @@ through its internal variables and a per-host PATH.
 
 from __future__ import annotations
 
-import importlib.util
-import stat
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable, load_script, log_call
+
 ROLE = ROOT / "roles" / "fsx_lustre"
 SCRIPT = ROLE / "files" / "fsx_lustre_probe.py"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "fsx_lustre"
@@ -26,22 +25,11 @@ OTHER_KEY = ROOT / "tests" / "unit" / "fixtures" / "nvidia_container" / "repo-ke
 
 def load_probe() -> ModuleType:
     """roles/fsx_lustre/files/fsx_lustre_probe.py as a module."""
-    spec = importlib.util.spec_from_file_location("fsx_lustre_probe", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "fsx_lustre_probe")
 
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
-
-
-def executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
 
 
 def install_module(modules: Path, kernel: str, subdir: str = "updates/fs/lustre") -> Path:
@@ -50,10 +38,6 @@ def install_module(modules: Path, kernel: str, subdir: str = "updates/fs/lustre"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(b"\x7fELF stand-in")
     return target
-
-
-def _log(node: Path, name: str) -> str:
-    return f'mkdir -p {node}/calls; echo "$*" >> {node}/calls/{name}.log\n'
 
 
 def make_node(
@@ -87,20 +71,20 @@ def make_node(
     executable(
         bin_dir / "uname",
         # Anything but -r (fact gathering asks for more) is the real uname's answer.
-        f'#!/bin/sh\n{_log(node, "uname")}[ "$1" = "-r" ] && echo {kernel} && exit 0\n'
+        f'#!/bin/sh\n{log_call(node, "uname")}[ "$1" = "-r" ] && echo {kernel} && exit 0\n'
         'exec /usr/bin/uname "$@"\n',
     )
     executable(
         bin_dir / "modinfo",
         "#!/bin/sh\n"
-        + _log(node, "modinfo")
+        + log_call(node, "modinfo")
         + f"if [ -f {state}/vermagic ]; then cat {state}/vermagic; exit 0; fi\n"
         + 'echo "modinfo: ERROR: Module lustre not found." >&2\nexit 1\n',
     )
     executable(
         bin_dir / "apt-get",
         "#!/bin/sh\n"
-        + _log(node, "apt-get")
+        + log_call(node, "apt-get")
         + '[ "$1" = "install" ] || exit 0\n'
         + 'for p in "$@"; do case "$p" in\n'
         + "  lustre-client-modules-aws) ;;\n"
@@ -112,7 +96,7 @@ def make_node(
     executable(
         bin_dir / "apt-mark",
         "#!/bin/sh\n"
-        + _log(node, "apt-mark")
+        + log_call(node, "apt-mark")
         + f'case "$1" in showhold) cat {state}/holds 2>/dev/null || true ;;\n'
         + f'  hold) shift; for p in "$@"; do echo "$p" >> {state}/holds; done ;; esac\n',
     )
@@ -120,7 +104,7 @@ def make_node(
     executable(
         bin_dir / "dnf",
         "#!/bin/sh\n"
-        + _log(node, "dnf")
+        + log_call(node, "dnf")
         + '[ "$1" = "-q" ] && shift\n'
         + 'if [ "$1" = "versionlock" ]; then case "$2" in\n'
         + f"  list) cat {state}/versionlock 2>/dev/null || true ;;\n"
@@ -143,7 +127,7 @@ def make_node(
     executable(
         bin_dir / "lctl",
         "#!/bin/sh\n"
-        + _log(node, "lctl")
+        + log_call(node, "lctl")
         + 'key() { echo "$1" | tr "*" "_"; }\n'
         + 'case "$1" in\n'
         + f'  get_param) f={state}/lctl-$(key "$3"); [ -f "$f" ] || exit 2; cat "$f" ;;\n'
@@ -162,9 +146,3 @@ def make_node(
         "fsx_lustre_cache_dir": str(node / "cache"),
         "stub_path": f"{bin_dir}:/usr/bin:/bin",
     }
-
-
-def calls(node: Path, name: str) -> list[str]:
-    """The argument lines a stand-in recorded, in order."""
-    log = node / "calls" / f"{name}.log"
-    return log.read_text().splitlines() if log.exists() else []

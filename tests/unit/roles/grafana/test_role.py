@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+
+from .. import harness
+from ..harness import local_inventory
 
 # Runs ansible-playbook against the role: part of `make test`, not the fast `make check`.
 pytestmark = pytest.mark.slow
@@ -47,65 +47,13 @@ CONFIGURED = ["generated", "vault_sigv4"]
 KEYS_OK = ["key_pinned", "key_with_expired"]
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        found = []
-        for play in self.output["plays"]:
-            for item in play["tasks"]:
-                if task in item["task"]["name"] and host in item["hosts"]:
-                    found.append(item["hosts"][host])
-        return found
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            " ".join(str(r.get("msg", "")).split())
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
+class Run(harness.Run):
+    def message(self, result: dict) -> str:
+        return " ".join(super().message(result).split())
 
 
-@dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
-
-    def node(self, host: str) -> Path:
-        return self.tmp / host
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+class Lab(harness.Lab):
+    run_class = Run
 
 
 def gpg(home: Path, *args: str) -> str:
@@ -214,20 +162,10 @@ def _inventory(tmp: Path) -> dict:
         }
         for name, path in files.items()
     }
-    return {
-        "all": {
-            "vars": {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": sys.executable,
-                "grafana_install": False,
-                "__grafana_manage_service": False,
-            },
-            "children": {
-                "role_hosts": {"hosts": role_hosts},
-                "key_hosts": {"hosts": key_hosts},
-            },
-        }
-    }
+    return local_inventory(
+        children={"role_hosts": {"hosts": role_hosts}, "key_hosts": {"hosts": key_hosts}},
+        group_vars={"grafana_install": False, "__grafana_manage_service": False},
+    )
 
 
 PLAYBOOK = """\
@@ -251,15 +189,12 @@ PLAYBOOK = """\
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Lab:
     tmp = tmp_path_factory.mktemp("grafana")
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(yaml.safe_dump(_inventory(tmp)))
-    playbook = tmp / "grafana.yml"
-    playbook.write_text(PLAYBOOK)
+    lab = Lab.create(tmp, _inventory(tmp), PLAYBOOK)
     # A dashboard left from an earlier list: the first run must remove it.
     stale = tmp / "generated" / "var/lib/grafana/dashboards/xpu/old.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook)
+    return lab
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,14 @@ NVCC_GENCODE, no nvcc under CUDA_HOME, MPI not 1, no NCCL under NCCL_HOME).
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable, load_script
+
 ROLE = ROOT / "roles" / "nccl_shared"
 SCRIPT = ROLE / "files" / "nccl_shared_build.py"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "nccl_shared"
@@ -49,22 +48,11 @@ GIT_ENV = {
 
 def load_build() -> ModuleType:
     """roles/nccl_shared/files/nccl_shared_build.py as a module (a file the role ships)."""
-    spec = importlib.util.spec_from_file_location("nccl_shared_build", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "nccl_shared_build")
 
 
 def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
-
-
-def _executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
 
 
 def git(repo: Path, *args: str) -> str:
@@ -193,8 +181,8 @@ def make_sources(base: Path, sleep: float = 0) -> Sources:
     ofi = base / "aws-ofi-nccl"
     ofi.mkdir()
     git(ofi, "init", "-q", "-b", "master")
-    _executable(ofi / "autogen.sh", "#!/bin/sh\ntouch autogen.done\n")
-    _executable(ofi / "configure", OFI_CONFIGURE)
+    executable(ofi / "autogen.sh", "#!/bin/sh\ntouch autogen.done\n")
+    executable(ofi / "configure", OFI_CONFIGURE)
     (ofi / "Makefile").write_text(OFI_MAKEFILE.replace("@LOG@", str(log)))
     commits[f"ofi {OFI_TAG}"] = _commit(ofi, OFI_TAG)
 
@@ -208,7 +196,7 @@ def make_node(base: Path, nvcc: bool = True, gpus: int = 0, bundled_ofi: bool = 
     real CUDA 13.0 toolkit (tests/unit/fixtures/nccl_shared/).
     """
     if nvcc:
-        _executable(
+        executable(
             base / "cuda" / "bin" / "nvcc",
             "#!/bin/sh\n"
             f'if [ "$1" = "--list-gpu-arch" ]; then cat {FIXTURES / "nvcc_list_gpu_arch_13.0.txt"};'

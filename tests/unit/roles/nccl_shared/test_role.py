@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import NCCL_TAGS, OFI_TAG, ROOT, TESTS_TAG, make_node, make_sources
+from .. import harness
+from ..harness import local_inventory
+from .conftest import NCCL_TAGS, OFI_TAG, TESTS_TAG, make_node, make_sources
 
 # Runs ansible-playbook against the role: part of `make test`, not the fast `make check`.
 pytestmark = pytest.mark.slow
@@ -52,54 +53,17 @@ ONLY_CHECK = ["chk_a"]
 ONLY_UPGRADE = ["race_a"]
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        found = []
-        for play in self.output["plays"]:
-            for item in play["tasks"]:
-                if task in item["task"]["name"] and host in item["hosts"]:
-                    found.append(item["hosts"][host])
-        return found
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
-
+class Run(harness.Run):
     def status(self, host: str) -> dict:
-        (fact,) = [
-            r["ansible_facts"]["nccl_shared_status"]
-            for r in self.ran(host, "record the outcome")
-            if "ansible_facts" in r
-        ]
+        (fact,) = self.facts(host, "record the outcome", "nccl_shared_status")
         return fact
 
-    def changed(self) -> dict[str, int]:
-        return {h: s["changed"] for h, s in self.stats.items() if s["changed"]}
-
 
 @dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
+class Lab(harness.Lab):
     sources: object
+    run_class = Run
+    pipelining = True
 
     def node(self, host: str) -> Path:
         return self.tmp / "nodes" / host
@@ -109,36 +73,6 @@ class Lab:
 
     def env_file(self, host: str) -> Path:
         return self.node(host) / "etc" / "profile.d" / "xpu-nccl.sh"
-
-    def command(self, *args: str) -> list[str]:
-        return [
-            str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-            *("-i", str(self.inventory), *args),
-            str(self.playbook),
-        ]
-
-    @staticmethod
-    def env() -> dict[str, str]:
-        return {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_PIPELINING": "1",
-        }
-
-    def run(self, *args: str) -> Run:
-        proc = subprocess.run(
-            self.command(*args),
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
 
 
 def _host_vars(tmp: Path, host: str, kind: str, extra: dict) -> dict:
@@ -176,8 +110,6 @@ def lab(tmp_path_factory) -> Lab:
         }
     groups["fail"]["hosts"]["bad_a"]["nccl_shared_nccl_commit"] = sources.commits[NCCL_TAGS[1]]
     common = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
         "nccl_shared_cuda_archs": ["sm_100", "sm_90"],
         "nccl_shared_nccl_repo": sources.nccl,
         "nccl_shared_nccl_commit": sources.commits[NCCL_TAGS[0]],
@@ -191,27 +123,23 @@ def lab(tmp_path_factory) -> Lab:
         # The same on every node, as /opt/amazon/openmpi is (it is one of a version's inputs).
         "nccl_shared_mpi_home": str(make_node(tmp / "nodes" / "shared", nvcc=False) / "openmpi"),
     }
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"vars": common, "children": groups}}))
-    playbook = tmp / "site.yml"
     # Facts once for every host, as site.yml does; the role's preflight then gathers nothing.
     facts = {"name": "Facts", "hosts": "all", "gather_facts": True, "gather_subset": ["min"]}
-    playbook.write_text(
-        yaml.safe_dump(
-            [facts]
-            + [
-                {
-                    "name": f"Role nccl_shared on cluster {group}",
-                    "hosts": group,
-                    "gather_facts": False,
-                    "roles": [{"role": "xpu.parallelcluster.nccl_shared"}],
-                }
-                for group in CLUSTERS
-            ],
-            sort_keys=False,
-        )
+    playbook = yaml.safe_dump(
+        [facts]
+        + [
+            {
+                "name": f"Role nccl_shared on cluster {group}",
+                "hosts": group,
+                "gather_facts": False,
+                "roles": [{"role": "xpu.parallelcluster.nccl_shared"}],
+            }
+            for group in CLUSTERS
+        ],
+        sort_keys=False,
     )
-    return Lab(tmp, inventory, playbook, sources)
+    inventory = local_inventory(children=groups, group_vars=common)
+    return Lab.create(tmp, inventory, playbook, sources)
 
 
 EXCLUDE = "all:" + ":".join(f"!{h}" for h in ONLY_CHECK + ONLY_UPGRADE)
@@ -253,7 +181,7 @@ def upgrade(lab: Lab, check: Run) -> list[Run]:
     runs = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
-        runs.append(Run(proc.returncode, json.loads(out), err))
+        runs.append(lab.report(proc.returncode, out, err))
     return runs
 
 

@@ -14,19 +14,17 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import json
 import os
 import shlex
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+
+from ..harness import Lab, Run, local_inventory, role_playbook
 
 pytestmark = pytest.mark.slow
 
@@ -35,37 +33,6 @@ FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "node_exporter"
 HELP = FIXTURES / "node_exporter_1.5.0_help.txt"
 VERSION = "1.10.2"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
-
-
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        return [
-            item["hosts"][host]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if task in item["task"]["name"] and host in item["hosts"]
-        ]
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
 
 
 def _serve(body: bytes) -> tuple[http.server.ThreadingHTTPServer, int]:
@@ -108,39 +75,6 @@ def _release_tarball(path: Path, stub_dir: Path) -> str:
             tar.addfile(info, io.BytesIO(data))
     path.write_bytes(buf.getvalue())
     return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
-
-    def node(self, name: str) -> Path:
-        return self.tmp / name
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
 
 
 def _paths(base: Path) -> dict:
@@ -224,26 +158,7 @@ def lab(tmp_path_factory, servers: tuple[int, int]) -> Lab:
     binary_host("bad_checksum", sha256="0" * 64)
     package_host("spaces_in_flag", node_exporter_extra_args=["--collector.textfile.directory=/a b"])
 
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "node_exporter.yml"
-    playbook.write_text(
-        "- name: Role node_exporter on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.node_exporter\n"
-    )
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook)
+    return Lab.create(tmp, local_inventory(hosts), role_playbook("node_exporter"))
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ The role sees them through its internal variables and a per-host PATH.
 from __future__ import annotations
 
 import json
-import stat
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable, log_call
+
 ROLE = ROOT / "roles" / "nvidia_container"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "nvidia_container"
 
@@ -28,21 +28,10 @@ def fixture(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
-def _log(node: Path, name: str) -> str:
-    return f'mkdir -p {node}/calls; echo "$*" >> {node}/calls/{name}.log\n'
-
-
 def docker_stub(node: Path, version: str, path: Path | None = None) -> None:
     executable(
         path or node / "bin" / "docker",
-        f"#!/bin/sh\n{_log(node, 'docker')}echo 'Docker version {version}, build 1a2b3c4'\n",
+        f"#!/bin/sh\n{log_call(node, 'docker')}echo 'Docker version {version}, build 1a2b3c4'\n",
     )
 
 
@@ -97,7 +86,7 @@ def make_node(
         executable(
             bin_dir / "nvidia-smi",
             "#!/bin/sh\n"
-            + _log(node, "nvidia-smi")
+            + log_call(node, "nvidia-smi")
             + "echo 'GPU 0: NVIDIA H100 80GB HBM3"
             + " (UUID: GPU-5b1c6a2e-0000-0000-0000-000000000000)'\n",
         )
@@ -129,16 +118,16 @@ def make_node(
     ctk_stub(node, "1.18.2", state / "nvidia-ctk")
     executable(
         bin_dir / "apt-get",
-        f'#!/bin/sh\n{_log(node, "apt-get")}[ "$1" = "install" ] || exit 0\n{installer}',
+        f'#!/bin/sh\n{log_call(node, "apt-get")}[ "$1" = "install" ] || exit 0\n{installer}',
     )
     executable(
         bin_dir / "dnf",
-        f'#!/bin/sh\n{_log(node, "dnf")}[ "$1" = "install" ] || exit 0\n{installer}',
+        f'#!/bin/sh\n{log_call(node, "dnf")}[ "$1" = "install" ] || exit 0\n{installer}',
     )
     executable(
         bin_dir / "systemctl",
         "#!/bin/sh\n"
-        + _log(node, "systemctl")
+        + log_call(node, "systemctl")
         + 'case "$1" in\n'
         + "  show) echo Id=docker.service; echo LoadState=loaded;"
         + f" if [ -f {state}/active ]; then echo ActiveState=active; echo SubState=running;"
@@ -159,8 +148,3 @@ def make_node(
         "nvidia_container_cache_dir": str(node / "cache"),
         "stub_path": f"{bin_dir}:/usr/bin:/bin",
     }
-
-
-def calls(node: Path, name: str) -> list[str]:
-    log = node / "calls" / f"{name}.log"
-    return log.read_text().splitlines() if log.exists() else []

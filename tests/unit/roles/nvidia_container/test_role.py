@@ -11,24 +11,14 @@ idempotence and a check-mode run on a fresh node proves check mode changes nothi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import (
-    KEY_A,
-    KEY_A_FINGERPRINT,
-    KEY_B,
-    KEY_B_FINGERPRINT,
-    ROOT,
-    calls,
-    make_node,
-)
+from .. import harness
+from ..harness import calls, local_inventory, role_playbook
+from .conftest import KEY_A, KEY_A_FINGERPRINT, KEY_B, KEY_B_FINGERPRINT, make_node
 
 pytestmark = pytest.mark.slow
 
@@ -73,79 +63,14 @@ CONFIGURED = {
 }
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        found = []
-        for play in self.output["plays"]:
-            for item in play["tasks"]:
-                if task in item["task"]["name"] and host in item["hosts"]:
-                    found.append(item["hosts"][host])
-        return found
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def status(self, host: str) -> dict:
-        facts = [
-            r["ansible_facts"]["nvidia_container_status"]
-            for r in self.results(host, "record what was found")
-            if "ansible_facts" in r
-        ]
-        assert facts, f"{host}: no nvidia_container_status\n{self.stderr[-2000:]}"
-        return facts[-1]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
+class Run(harness.Run):
+    status_fact = "nvidia_container_status"
 
 
 @dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
-
-    def node(self, name: str) -> Path:
-        return self.tmp / name
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            # Local connection: run modules over stdin, no temporary files (faster, same result).
-            "ANSIBLE_PIPELINING": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+class Lab(harness.Lab):
+    run_class = Run
+    pipelining = True
 
 
 def _scenarios(tmp: Path) -> dict[str, dict]:
@@ -201,27 +126,8 @@ CHECKED = ["fresh_check", "fresh_ubuntu", "ami_has_it", "ami_unconfigured", "no_
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Lab:
     tmp = tmp_path_factory.mktemp("nvct")
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": _scenarios(tmp),
-                }
-            }
-        )
-    )
-    playbook = tmp / "nvct.yml"
-    playbook.write_text(
-        "- name: Role nvidia_container on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  environment:\n    PATH: '{{ stub_path }}'\n"
-        "  roles:\n    - role: xpu.parallelcluster.nvidia_container\n"
-    )
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook)
+    playbook = role_playbook("nvidia_container", environment={"PATH": "{{ stub_path }}"})
+    return Lab.create(tmp, local_inventory(_scenarios(tmp)), playbook)
 
 
 @pytest.fixture(scope="module")

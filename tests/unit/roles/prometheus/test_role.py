@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import shutil
 import subprocess
-import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+
+from .. import harness
+from ..harness import Run, local_inventory, role_playbook
 
 # Runs ansible-playbook against the role: part of `make test`, not the fast `make check`.
 pytestmark = pytest.mark.slow
@@ -38,71 +37,12 @@ FAILING = {"bad_checksum", "no_region", "bad_targets", "invalid_config"}
 CONVERGED = ["lab_file", "head_amp", "monitoring_bin"]
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            str(r.get("msg", ""))
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [
-            item["hosts"][host]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if task in item["task"]["name"]
-            and host in item["hosts"]
-            and not item["hosts"][host].get("skipped")
-        ]
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
-
-    def node(self, host: str) -> Path:
-        return self.tmp / host
+class Lab(harness.Lab):
+    timeout = 400
+    pipelining = True
 
     def config(self, host: str) -> dict:
         return yaml.safe_load((self.node(host) / "etc/prometheus/prometheus.yml").read_text())
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_PIPELINING": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=400,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
 
 
 def stand_in_release(path: Path) -> str:
@@ -238,26 +178,8 @@ def lab(tmp_path_factory) -> Lab:
     stale = tmp / "lab_file/etc/prometheus/rules/xpu/xpu-old.yml"
     stale.parent.mkdir(parents=True)
     stale.write_text("groups: []\n")
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "prometheus.yml"
-    playbook.write_text(
-        "- name: Role prometheus on scratch trees\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.prometheus\n"
-    )
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook)
+    playbook = role_playbook("prometheus", name="Role prometheus on scratch trees")
+    return Lab.create(tmp, local_inventory(hosts), playbook)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable
+
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "pyxis"
 
 ENROOT_VERSION = "4.2.1"
@@ -78,13 +78,6 @@ name = "srun_help_pyxis.txt" if "spank_pyxis.so" in loaded else "srun_help_plain
 with open(os.path.join(FIXTURES, name)) as handle:
     sys.stdout.write(handle.read())
 """
-
-
-def executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
 
 
 def enroot_script(version: str = ENROOT_VERSION) -> str:

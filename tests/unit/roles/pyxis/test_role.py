@@ -9,23 +9,21 @@ slurmd_drain_restart and logs each restart request, so the tests count them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
+from .. import harness
+from ..harness import local_inventory, role_playbook
 from .conftest import (
     ENROOT_VERSION,
     FIXTURES,
     PLUGIN,
     PYXIS_VERSION,
-    ROOT,
     enroot_arch,
     make_enroot_packages,
     make_node,
@@ -45,97 +43,23 @@ FSX_FSTAB = "etc/enroot/mounts.d/50-xpu-fsx.fstab"
 STAMP = "var/lib/xpu-pyxis/slurmd-plugstack.sha256"
 
 
-@dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        found = []
-        for play in self.output["plays"]:
-            for item in play["tasks"]:
-                if task in item["task"]["name"] and host in item["hosts"]:
-                    found.append(item["hosts"][host])
-        return found
-
-    def ran(self, host: str, task: str) -> list[dict]:
-        return [r for r in self.results(host, task) if not r.get("skipped")]
-
-    def skipped(self, host: str, task: str) -> bool:
-        results = self.results(host, task)
-        return bool(results) and all(r.get("skipped") for r in results)
-
-    def status(self, host: str) -> dict:
-        facts = [
-            r["ansible_facts"]["pyxis_status"]
-            for r in self.results(host, "record what was found")
-            if not r.get("skipped") and "ansible_facts" in r
-        ]
-        assert facts, f"{host}: no pyxis_status recorded\n{self.stderr[-2000:]}"
-        return facts[-1]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed")
-        )
-
-    def changed_tasks(self, host: str) -> list[str]:
-        return [
-            item["task"]["name"]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if host in item["hosts"] and item["hosts"][host].get("changed")
-        ]
+class Run(harness.Run):
+    status_fact = "pyxis_status"
 
 
 @dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
+class Lab(harness.Lab):
     tagged: str
     later: str
-
-    def node(self, name: str) -> Path:
-        return self.tmp / name
+    run_class = Run
+    timeout = 900
 
     def restarts(self, name: str) -> int:
         log = self.tmp / name / "restarts.log"
         return len(log.read_text().splitlines()) if log.exists() else 0
 
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-            "GIT_CONFIG_GLOBAL": "/dev/null",
-            "GIT_CONFIG_NOSYSTEM": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args),
-                str(self.playbook),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
 def _scenarios(tmp: Path, tagged: str, later: str) -> dict[str, dict]:
@@ -239,30 +163,17 @@ def lab(tmp_path_factory) -> Lab:
     tmp = tmp_path_factory.mktemp("pyxis")
     tagged, later = make_pyxis_repo(tmp / "src" / "pyxis")
     hosts = _scenarios(tmp, tagged, later)
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
+    playbook = role_playbook(
+        "pyxis",
+        handlers=[
             {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
+                "name": "Stand-in for slurmd_drain_restart",
+                "ansible.builtin.shell": "echo restart >> {{ restart_log | quote }}",
+                "listen": "xpu restart slurmd",
             }
-        )
+        ],
     )
-    playbook = tmp / "pyxis.yml"
-    playbook.write_text(
-        "- name: Role pyxis on fake nodes\n  hosts: all\n  gather_facts: false\n"
-        "  roles:\n    - role: xpu.parallelcluster.pyxis\n"
-        "  handlers:\n"
-        "    - name: Stand-in for slurmd_drain_restart\n"
-        "      ansible.builtin.shell: echo restart >> {{ restart_log | quote }}\n"
-        "      listen: xpu restart slurmd\n"
-    )
-    return Lab(tmp=tmp, inventory=inventory, playbook=playbook, tagged=tagged, later=later)
+    return Lab.create(tmp, local_inventory(hosts), playbook, tagged=tagged, later=later)
 
 
 @pytest.fixture(scope="module")

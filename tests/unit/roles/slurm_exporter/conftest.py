@@ -12,16 +12,14 @@ The fake bin dir holds ``sinfo``, ``squeue`` and ``sdiag`` shell scripts. Each a
 
 from __future__ import annotations
 
-import importlib.util
-import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[4]
+from ..harness import ROOT, executable, load_script
+
 ROLE = ROOT / "roles" / "slurm_exporter"
 SCRIPT = ROLE / "files" / "slurm_exporter.py"
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "slurm_exporter"
@@ -30,14 +28,7 @@ COMMANDS = ("sinfo", "squeue", "sdiag")
 
 def load_exporter() -> ModuleType:
     """roles/slurm_exporter/files/slurm_exporter.py as a module (a file the role installs)."""
-    if "slurm_exporter_under_test" in sys.modules:
-        return sys.modules["slurm_exporter_under_test"]
-    spec = importlib.util.spec_from_file_location("slurm_exporter_under_test", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "slurm_exporter_under_test", keep=True)
 
 
 def fixture(name: str) -> str:
@@ -80,9 +71,7 @@ def make_fake_slurm(bin_dir: Path, version: str = "22.05") -> FakeSlurm:
     for sub in ("mode", "output", "stderr"):
         (bin_dir / sub).mkdir(parents=True, exist_ok=True)
     for name in COMMANDS:
-        script = bin_dir / name
-        script.write_text(STUB.replace("{name}", name))
-        script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        executable(bin_dir / name, STUB.replace("{name}", name))
         (bin_dir / "stderr" / name).write_text(fixture(f"{name}_22.05_controller_down.stderr"))
     fake = FakeSlurm(bin_dir)
     suffix = "22.05" if version == "22.05" else "24.11_synthesized"

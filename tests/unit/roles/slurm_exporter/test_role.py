@@ -14,10 +14,8 @@ package install.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,86 +23,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
+from .. import harness
+from ..harness import free_port, local_inventory, role_playbook
 from .conftest import ROOT, make_fake_slurm
 
 pytestmark = pytest.mark.slow
 
-PLAYBOOK = """\
-- name: Role slurm_exporter on fake nodes
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: xpu.parallelcluster.slurm_exporter
-"""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Run(harness.Run):
+    quiet_failures = ("scrape the exporter",)
 
 
 @dataclass
-class Run:
-    rc: int
-    output: dict
-    stderr: str
-
-    @property
-    def stats(self) -> dict:
-        return self.output["stats"]
-
-    def results(self, host: str, task: str) -> list[dict]:
-        return [
-            item["hosts"][host]
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            if task in item["task"]["name"] and host in item["hosts"]
-        ]
-
-    def failure(self, host: str) -> str:
-        return " | ".join(
-            r.get("msg", "")
-            for play in self.output["plays"]
-            for item in play["tasks"]
-            for h, r in item["hosts"].items()
-            if h == host and r.get("failed") and "scrape the exporter" not in item["task"]["name"]
-        )
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    inventory: Path
-    playbook: Path
+class Lab(harness.Lab):
     hosts: dict
+    run_class = Run
 
     def unit(self, host: str) -> str:
         return (self.tmp / host / "systemd" / "slurm_exporter.service").read_text()
-
-    def run(self, *args: str) -> Run:
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_NOCOLOR": "1",
-        }
-        proc = subprocess.run(
-            [
-                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-                *("-i", str(self.inventory), *args, str(self.playbook)),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
-        assert proc.stdout.strip(), proc.stderr[-3000:]
-        return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)
 
 
 HEADS = ("head", "forced_login")
@@ -156,23 +93,7 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
 def lab(tmp_path_factory) -> Lab:
     tmp = tmp_path_factory.mktemp("slurm_exporter")
     hosts = _scenarios(tmp)
-    inventory = tmp / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    },
-                    "hosts": hosts,
-                }
-            }
-        )
-    )
-    playbook = tmp / "slurm_exporter.yml"
-    playbook.write_text(PLAYBOOK)
-    return Lab(tmp, inventory, playbook, hosts)
+    return Lab.create(tmp, local_inventory(hosts), role_playbook("slurm_exporter"), hosts)
 
 
 @pytest.fixture(scope="module")
