@@ -7,9 +7,10 @@
 #   node-bootstrap.sh --cluster-name NAME --role head|compute|login [--queue QUEUE]
 #                     [--components a,b,c] --assets s3://BUCKET/bootstrap | DIR
 #
-# The collection artifact (xpu-parallelcluster.tar.gz) and the nodes' Python requirements
-# (requirements-node.txt) come from --assets. They are installed once per artifact into shared
-# storage (XPU_PC_SHARED_DIR, default /opt/parallelcluster/shared/xpu-parallelcluster, which
+# The collection artifact (xpu-parallelcluster.tar.gz), the nodes' Python requirements
+# (requirements-node.txt) and the node roles' variables (node-vars.yml: pins, the cluster's GPU
+# architectures; the cluster stage writes it from xpu_pc_node_vars) come from --assets. The first
+# two are installed once per artifact into shared storage (XPU_PC_SHARED_DIR, default /opt/parallelcluster/shared/xpu-parallelcluster, which
 # ParallelCluster shares from the head node), under a lock; later nodes reuse them.
 #
 # Every step is logged with its duration (XPU_PC_BOOTSTRAP_LOG, default
@@ -25,6 +26,7 @@ retries=${XPU_PC_RETRIES:-4}
 python=${XPU_PC_PYTHON:-python3}
 artifact_name=xpu-parallelcluster.tar.gz
 requirements_name=requirements-node.txt
+vars_name=node-vars.yml
 
 cluster="" role="" queue="" components="" assets="" install_dir="" work=""
 started=$(date +%s)
@@ -102,7 +104,7 @@ parse_args() {
 fetch_assets() {
   local dest=$1 name
   mkdir -p "${dest}"
-  for name in "${artifact_name}" "${requirements_name}"; do
+  for name in "${artifact_name}" "${requirements_name}" "${vars_name}"; do
     case "${assets}" in
       s3://*) retry aws s3 cp --only-show-errors "${assets%/}/${name}" "${dest}/${name}" ;;
       *) cp "${assets%/}/${name}" "${dest}/${name}" ;;
@@ -176,10 +178,10 @@ write_inventory() {
 }
 
 run_configure() {
-  local inv=$1
+  local inv=$1 vars=$2
   ANSIBLE_COLLECTIONS_PATH="${install_dir}/collections" ANSIBLE_RETRY_FILES_ENABLED=false \
     ANSIBLE_HOST_KEY_CHECKING=false ANSIBLE_NOCOLOR=1 \
-    "${install_dir}/venv/bin/ansible-playbook" -i "${inv}" \
+    "${install_dir}/venv/bin/ansible-playbook" -i "${inv}" -e "@${vars}" \
     "${install_dir}/collections/ansible_collections/xpu/parallelcluster/playbooks/configure.yml"
 }
 
@@ -193,7 +195,7 @@ main() {
   step fetch-assets fetch_assets "${work}"
   step install-shared install_shared "${work}"
   step inventory write_inventory "${work}/inventory.ini"
-  step configure run_configure "${work}/inventory.ini"
+  step configure run_configure "${work}/inventory.ini" "${work}/${vars_name}"
   log "bootstrap done in $(($(date +%s) - started))s"
 }
 

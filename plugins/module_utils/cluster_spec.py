@@ -174,6 +174,7 @@ BOOTSTRAP_COMPONENTS: Mapping[str, tuple[int, frozenset[str], str]] = {
     "nccl_shared": (900, frozenset({"head"}), ""),
     "cloudwatch_agent": (60, frozenset({"head", "compute", "login"}), ""),
     "node_exporter": (30, frozenset({"head", "compute", "login"}), ""),
+    "efa_exporter": (30, frozenset({"compute"}), "efa"),
     "dcgm_exporter": (60, frozenset({"compute"}), "gpu"),
 }
 DEFAULT_BOOTSTRAP_COMPONENTS = [
@@ -184,6 +185,7 @@ DEFAULT_BOOTSTRAP_COMPONENTS = [
     "nccl_shared",
     "cloudwatch_agent",
     "node_exporter",
+    "efa_exporter",
     "dcgm_exporter",
 ]
 

@@ -585,8 +585,8 @@ options:
           components:
             description:
               - What the bootstrap does. Each role runs its share (C(nccl_shared) on the head node
-                only, C(efa_check) on EFA queues, C(container_toolkit) and C(dcgm_exporter) on GPU
-                queues); the timeouts are estimated from it.
+                only, C(efa_check) and C(efa_exporter) on EFA queues, C(container_toolkit) and
+                C(dcgm_exporter) on GPU queues); the timeouts are estimated from it.
             type: list
             elements: str
             default:
@@ -597,6 +597,7 @@ options:
               - nccl_shared
               - cloudwatch_agent
               - node_exporter
+              - efa_exporter
               - dcgm_exporter
             choices:
               - efa_check
@@ -606,6 +607,7 @@ options:
               - nccl_shared
               - cloudwatch_agent
               - node_exporter
+              - efa_exporter
               - dcgm_exporter
           head_node_timeout:
             description:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import CLUSTER, COMPUTE, HEAD, ROOT, TIMINGS, lab, on_node, podman, run
 
@@ -50,6 +51,11 @@ def assets(lab_up, tmp_path_factory: pytest.TempPathFactory) -> str:
     shutil.copy(next(build.glob("*.tar.gz")), dest / "xpu-parallelcluster.tar.gz")
     shutil.copy(ROOT / "requirements-node.txt", dest / "requirements-node.txt")
     shutil.copy(ROOT / "scripts/node-bootstrap.sh", dest / "node-bootstrap.sh")
+    # node-vars.yml as the cluster stage writes it: the lab's node settings (its inventory's
+    # group_vars, less the connection ones) and the queues' GPU architectures (none here).
+    lab_vars = yaml.safe_load((ROOT / "inventories/lab/group_vars/all.yml").read_text())
+    node_vars = {k: v for k, v in lab_vars.items() if not k.startswith("ansible_")}
+    (dest / "node-vars.yml").write_text(yaml.safe_dump({**node_vars, "xpu_pc_cuda_archs": []}))
     # Wheels for the nodes, fetched by pip from the package registry (its proxy fence lifted:
     # pip is a package client, not an AWS one).
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -101,7 +107,8 @@ def test_a_fresh_compute_node_bootstraps_and_joins_slurm(assets: str) -> None:
         node,
         *COMPUTE_ARGS,
         "--components",
-        "efa_check,cloudwatch_agent",
+        # What the rendered config gives a compute node of a CPU queue without EFA.
+        "enroot_pyxis,lustre_client,cloudwatch_agent,node_exporter",
         "--assets",
         assets,
     )
@@ -113,8 +120,14 @@ def test_a_fresh_compute_node_bootstraps_and_joins_slurm(assets: str) -> None:
         assert re.search(rf"step {step}: done in \d+s", out), out[-3000:]
     assert re.search(r"xpu-bootstrap\[\d+s\]: bootstrap done in \d+s", out)
     assert "collection" in out and "installed in" in out
-    # The node ran the roles its components name, with the lab's instance type.
-    assert "no EFA devices on localhost (expected 0)" in out, out[-3000:]
+    # The node ran the roles its components name, with the lab's settings from node-vars.yml.
+    assert "WARNING: pyxis on localhost: missing enroot" in out, out[-3000:]
+    assert "no Lustre client/mount on this node (lab)" in out, out[-3000:]
+    assert "xpu.parallelcluster.node_exporter" in out
+    assert "no EFA devices on localhost" not in out  # efa_check was not asked for
+    assert on_node(node, "systemctl", "is-active", "prometheus-node-exporter").stdout.strip() == (
+        "active"
+    )
     assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", out)
     # The node serves jobs.
     sinfo = on_node(HEAD, "sinfo", "-h", "-N", "-o", "%N %T").stdout
