@@ -52,7 +52,8 @@ def test_shared_fsx_and_home_are_shared(lab_up) -> None:
 
 
 def test_demo_playbook_runs_a_two_node_job(lab_up) -> None:
-    out = playbook("-e", LAB_VARS, "playbooks/lab/demo.yml").stdout
+    # The whole site flow on the lab: infra, cluster, configure, monitoring, validate.
+    out = playbook("-e", LAB_VARS, "playbooks/lab/demo.yml", timeout=2400).stdout
     # The infra stage deployed into the emulator; the cluster stage's dry run passed.
     assert re.search(r"stack xpu-lab-infra: (CREATE|UPDATE)_COMPLETE", out), out[-3000:]
     assert "cluster xpu-lab: dry run: cluster xpu-lab would be created" in out
@@ -60,6 +61,8 @@ def test_demo_playbook_runs_a_two_node_job(lab_up) -> None:
     assert re.search(r"job \d+ on 2 nodes: cpu-st-c6i-\[1-2\]", out), out[-3000:]
     assert "rank 0/2" in out and "rank 1/2" in out
     assert re.search(r"xpu-lab-login\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", out)
+    # Monitoring: Prometheus on the head node, its local URL printed.
+    assert re.search(r"Prometheus: +http://10\.213\.0\.\d+:9090", out), out[-3000:]
 
 
 def test_preflight_fails_naming_a_drained_node(lab_up) -> None:
