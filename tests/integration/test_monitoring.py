@@ -94,6 +94,10 @@ def targets(monitoring: str) -> list[dict[str, Any]]:
 def test_the_summary_names_the_local_prometheus_url(monitoring: str) -> None:
     assert re.search(r"Prometheus: http://10\.213\.0\.\d+:9090", monitoring), monitoring[-2000:]
     assert f"CloudWatch dashboard: {CLUSTER}-xpu-nodes" in monitoring
+    # The playbook itself waited for the first scrapes: every target up (the lab requires it).
+    assert re.search(
+        r"Scrape targets up: 8 of 8 \(jobs efa, node, prometheus, slurm\)", monitoring
+    ), monitoring[-2000:]
 
 
 def test_every_exporter_of_every_node_is_scraped_and_up(targets: list[dict[str, Any]]) -> None:

@@ -50,6 +50,37 @@ def versions(nccl_home: str) -> dict[str, str]:
     return {k: v for k, v in found.items() if v}
 
 
+# The same patterns as plugins/module_utils/nccl_tests.py (this script runs on the nodes alone).
+PROVIDER = re.compile(
+    r"Selected [Pp]rovider is (?P<provider>[\w;-]+?)(?:, fabric is (?P<fabric>[\w-]+))?"
+    r"\s*\(found (?P<nics>\d+) nics?\)"
+)
+NCCL_VERSION = re.compile(r"NCCL INFO NCCL version (\S+)")
+
+
+def from_output(path: str) -> dict[str, object]:
+    """What the run's own log says: the OFI provider line and the NCCL version that loaded."""
+    found: dict[str, object] = {}
+    try:
+        text = Path(path).read_text(errors="replace") if path else ""
+    except OSError:
+        return found
+    match = PROVIDER.search(text)
+    if match:
+        end = text.find("\n", match.end())
+        line = text[text.rfind("\n", 0, match.start()) + 1 : end if end >= 0 else len(text)]
+        found["provider"] = {
+            "line": line.strip(),
+            "provider": match["provider"],
+            "fabric": match["fabric"],
+            "nics": int(match["nics"]),
+        }
+    match = NCCL_VERSION.search(text)
+    if match:
+        found["nccl_runtime"] = match[1]
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -64,6 +95,7 @@ def main() -> int:
     parser.add_argument("--started", required=True)
     parser.add_argument("--nccl-home", default="")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE the run set")
+    parser.add_argument("--output", default="", help="the run's output file (provider line)")
     args = parser.parse_args()
     meta = {
         "name": args.name,
@@ -82,6 +114,11 @@ def main() -> int:
         "env": dict(item.split("=", 1) for item in args.env if "=" in item),
         "versions": versions(args.nccl_home),
     }
+    seen = from_output(args.output)
+    if "nccl_runtime" in seen:
+        meta["versions"]["nccl_runtime"] = seen["nccl_runtime"]
+    if "provider" in seen:
+        meta["provider"] = seen["provider"]
     out = Path(args.out)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
