@@ -10,8 +10,11 @@ would see it.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +23,10 @@ from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import (
+    AWSRetry,
+    RetryingBotoClientWrapper,
+)
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import pcluster_cli as pc
 
 from tests.unit.plugins.module_utils.test_pcluster_cli import FakePcluster
@@ -109,3 +116,45 @@ def pcluster_exe(tmp_path: Path) -> Path:
     exe.write_text("#!/bin/sh\nexit 99\n")
     exe.chmod(0o755)
     return exe
+
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+@contextlib.contextmanager
+def stubbed_client(monkeypatch: pytest.MonkeyPatch, service: str) -> Iterator[Any]:
+    """An AWS client of ``service`` behind a botocore Stubber, handed to every
+    ``AnsibleAWSModule.client()`` call as amazon.aws would wrap it (retries, no delay). Yields
+    ``(stubber, raw client)``; every scripted response must have been used when the block ends."""
+    import boto3
+    from botocore.stub import Stubber
+
+    raw = boto3.client(
+        service,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    wrapped = RetryingBotoClientWrapper(raw, AWSRetry.jittered_backoff(retries=1, delay=0))
+
+    def fake_client(self, name, retry_decorator=None, **kwargs):
+        assert name == service
+        return wrapped
+
+    monkeypatch.setattr(AnsibleAWSModule, "client", fake_client)
+    with Stubber(raw) as stubber:
+        yield stubber, raw
+        stubber.assert_no_pending_responses()
+
+
+def ansible_doc(module: str) -> subprocess.CompletedProcess:
+    """``ansible-doc xpu.parallelcluster.<module>`` with the project's collections."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"))
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-doc"), f"xpu.parallelcluster.{module}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )

@@ -11,15 +11,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-import boto3
 import pytest
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import (
-    AWSRetry,
-    RetryingBotoClientWrapper,
-)
 from ansible_collections.xpu.parallelcluster.plugins.modules import amg_service_account_token
 from botocore.stub import ANY, Stubber
+
+from .conftest import stubbed_client
 
 WS = "g-0123456789"
 ENDPOINT = f"{WS}.grafana-workspace.us-east-1.amazonaws.com"
@@ -100,22 +97,8 @@ class Script:
 
 @pytest.fixture
 def script(monkeypatch: pytest.MonkeyPatch):
-    raw = boto3.client(
-        "grafana",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    wrapped = RetryingBotoClientWrapper(raw, AWSRetry.jittered_backoff(retries=1, delay=0))
-
-    def fake_client(self, service, retry_decorator=None, **kwargs):
-        assert service == "grafana"
-        return wrapped
-
-    monkeypatch.setattr(AnsibleAWSModule, "client", fake_client)
-    with Stubber(raw) as stubber:
+    with stubbed_client(monkeypatch, "grafana") as (stubber, raw):
         yield Script(stubber, raw)
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

@@ -8,21 +8,16 @@ happens. Nothing leaves the process.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import (
-    AWSRetry,
-    RetryingBotoClientWrapper,
-)
 from ansible_collections.xpu.parallelcluster.plugins.modules import cloudwatch_dashboard
 from botocore.stub import Stubber
+
+from .conftest import ansible_doc, stubbed_client
 
 ROOT = Path(__file__).resolve().parents[4]
 NAME = "xpu-parallelcluster-demo"
@@ -86,22 +81,8 @@ class Script:
 
 @pytest.fixture
 def script(monkeypatch: pytest.MonkeyPatch):
-    raw = boto3.client(
-        "cloudwatch",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    wrapped = RetryingBotoClientWrapper(raw, AWSRetry.jittered_backoff(retries=1, delay=0))
-
-    def fake_client(self, service, retry_decorator=None, **kwargs):
-        assert service == "cloudwatch"
-        return wrapped
-
-    monkeypatch.setattr(AnsibleAWSModule, "client", fake_client)
-    with Stubber(raw) as stubber:
+    with stubbed_client(monkeypatch, "cloudwatch") as (stubber, _raw):
         yield Script(stubber)
-        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture
@@ -360,14 +341,6 @@ def test_examples_and_return_parse() -> None:
 
 
 def test_ansible_doc_renders() -> None:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"))
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ansible-doc"), "xpu.parallelcluster.cloudwatch_dashboard"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = ansible_doc("cloudwatch_dashboard")
     assert proc.returncode == 0, proc.stderr
     assert "widgets" in proc.stdout and "ERROR" not in proc.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,8 @@ import pytest
 import yaml
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import cluster_render
 from ansible_collections.xpu.parallelcluster.plugins.modules import cluster_config
+
+from .conftest import ansible_doc
 
 ROOT = Path(__file__).resolve().parents[4]
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "cluster_config"
@@ -220,14 +220,6 @@ def test_examples_and_return_parse() -> None:
 
 
 def test_ansible_doc_renders() -> None:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"))
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ansible-doc"), "xpu.parallelcluster.cluster_config"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = ansible_doc("cluster_config")
     assert proc.returncode == 0, proc.stderr
     assert "queues" in proc.stdout and "ERROR" not in proc.stderr
