@@ -57,8 +57,12 @@ def panels(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def monitoring(lab_infra) -> str:
-    """monitoring.yml after the infra stage, as make demo runs it (type from the stack)."""
+def monitoring(lab_up) -> str:
+    """monitoring.yml after the infra stage, as make demo runs it (type from the stack's outputs).
+
+    The infra stage runs here again (idempotent): an earlier test may have deleted the stack.
+    """
+    playbook("-e", LAB_VARS, "playbooks/infra.yml", "playbooks/lab/emulator-gaps.yml")
     # The exporters on every compute node (a node the bootstrap test recreated has fewer roles).
     playbook(
         "-e",
