@@ -26,6 +26,23 @@ def add_run(run_dir: Path, name: str, output: str, **meta: object) -> None:
     (folder / "meta.json").write_text(json.dumps({"name": name, "exit_code": 0, **meta}))
 
 
+def add_ring_run(run_dir: Path, peak_busbw: float, wrong: int = 0, **meta: object) -> None:
+    """The p6-b200 2-node NCCL_ALGO=Ring all_reduce run most tests gate."""
+    add_run(
+        run_dir,
+        "all_reduce-2n-ring",
+        ring_output(peak_busbw, wrong=wrong),
+        **{
+            "collective": "all_reduce",
+            "nodes": 2,
+            "ranks": 16,
+            "variant": "ring",
+            "instance_type": P6,
+            **meta,
+        },
+    )
+
+
 def provider(nics: int) -> str:
     return (
         "node:1:2 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct"
@@ -65,17 +82,7 @@ def test_a_healthy_ring_run_passes_every_gate_and_writes_the_report(
     run_module: RunModule, run_dir: Path, tmp_path: Path
 ) -> None:
     # p6-b200 2 nodes: expectation 0.75 x 400 GB/s = 300 GB/s.
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(340.0),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-        versions={"nccl": "2.27.7"},
-    )
+    add_ring_run(run_dir, 340.0, versions={"nccl": "2.27.7"})
     result = run_module(
         acceptance_report.main,
         args(run_dir, plots=True, history_dir=str(tmp_path / "history")),
@@ -102,16 +109,7 @@ def test_a_healthy_ring_run_passes_every_gate_and_writes_the_report(
 def test_bandwidth_shortfall_fails_naming_the_gate_and_the_gap(
     run_module: RunModule, run_dir: Path
 ) -> None:
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(200.0),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-    )
+    add_ring_run(run_dir, 200.0)
     result = run_module(acceptance_report.main, args(run_dir))
     assert result.failed
     assert "all_reduce-2n-ring: gate bandwidth failed" in result["msg"]
@@ -121,16 +119,7 @@ def test_bandwidth_shortfall_fails_naming_the_gate_and_the_gap(
 
 
 def test_wrong_elements_fail_correctness(run_module: RunModule, run_dir: Path) -> None:
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(340.0, wrong=12),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-    )
+    add_ring_run(run_dir, 340.0, wrong=12)
     result = run_module(acceptance_report.main, args(run_dir, fail_on_gate=False))
     assert not result.failed and result["passed"] is False
     assert "24 wrong elements" in gate(result, "all_reduce-2n-ring", "correctness")["detail"]
@@ -187,16 +176,7 @@ def test_default_multi_node_runs_are_not_gated_on_bandwidth(
 def test_an_expectation_above_the_physical_ceiling_is_refused(
     run_module: RunModule, run_dir: Path
 ) -> None:
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(340.0),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-    )
+    add_ring_run(run_dir, 340.0)
     result = run_module(
         acceptance_report.main,
         args(run_dir, expectations={P6: {"all_reduce": {"2": 800.0}}}),
@@ -209,16 +189,7 @@ def test_regression_against_the_previous_passing_report(
     run_module: RunModule, run_dir: Path, tmp_path: Path
 ) -> None:
     history = str(tmp_path / "history")
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(380.0),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-    )
+    add_ring_run(run_dir, 380.0)
     first = run_module(acceptance_report.main, args(run_dir, history_dir=history))
     assert first["passed"] is True
     second_dir = tmp_path / "second"
@@ -292,16 +263,7 @@ def test_a_failed_job_and_a_garbled_output(run_module: RunModule, run_dir: Path)
 
 
 def test_check_mode_writes_nothing(run_module: RunModule, run_dir: Path) -> None:
-    add_run(
-        run_dir,
-        "all_reduce-2n-ring",
-        ring_output(340.0),
-        collective="all_reduce",
-        nodes=2,
-        ranks=16,
-        variant="ring",
-        instance_type=P6,
-    )
+    add_ring_run(run_dir, 340.0)
     result = run_module(acceptance_report.main, args(run_dir), check=True)
     assert result["passed"] is True and result["changed"] is False and result["report"] == {}
     assert not (run_dir / "report").exists()
