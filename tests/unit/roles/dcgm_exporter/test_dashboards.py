@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from .. import dashboards
 
 ROOT = Path(__file__).resolve().parents[4]
 DASHBOARDS = ROOT / "roles" / "dcgm_exporter" / "files" / "dashboards"
@@ -58,23 +59,7 @@ def concrete(expr: str) -> str:
 
 
 def promtool_check(expressions: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    assert shutil.which("promtool"), "promtool is required"
-    rules = {
-        "groups": [
-            {
-                "name": "dashboard_queries",
-                "rules": [
-                    {"record": f"dashboard:query_{i}:expr", "expr": concrete(e)}
-                    for i, e in enumerate(expressions)
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    return subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
-    )
+    return dashboards.promtool_check([concrete(e) for e in expressions], tmp_path, "dashboard")
 
 
 @pytest.mark.parametrize("name", NAMES)

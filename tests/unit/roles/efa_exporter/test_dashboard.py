@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .. import dashboards
 from ..harness import free_port
 from .conftest import DASHBOARD, load_exporter, make_sysfs, scrape
 
@@ -125,28 +126,10 @@ def test_every_metric_the_dashboard_reads_is_served(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed (make deps)")
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
-    rules = {
-        "groups": [
-            {
-                "name": "efa_dashboard",
-                "rules": [
-                    {"record": f"efa_dashboard:query{index}", "expr": substitute(expr)}
-                    for index, (_, expr) in enumerate(queries(dashboard()))
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "queries.yml"
-    path.write_text(yaml.safe_dump(rules))
-    proc = subprocess.run(
-        ["promtool", "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    exprs = [substitute(expr) for _, expr in queries(dashboard())]
+    proc = dashboards.promtool_check(exprs, tmp_path, "efa_dashboard")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"SUCCESS: {len(rules['groups'][0]['rules'])} rules found" in proc.stdout
+    assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
 
 
 def _get(url: str) -> dict:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
+from .. import dashboards
 from .conftest import ROLE, load_exporter, make_fake_slurm
 
 exp = load_exporter()
@@ -99,24 +98,6 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
             expr = expr.replace(name, value)
         assert "$" not in expr, expr
         exprs.append(expr)
-    rules = {
-        "groups": [
-            {
-                "name": "slurm_dashboard",
-                "rules": [
-                    {"record": f"slurm_dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "queries.yml"
-    path.write_text(yaml.safe_dump(rules))
-    proc = subprocess.run(
-        ["promtool", "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = dashboards.promtool_check(exprs, tmp_path, "slurm_dashboard")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
