@@ -46,7 +46,10 @@ try:
 except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
     HAS_YAML = False
 
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_message
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import (
+    is_boto3_error_code,
+    is_boto3_error_message,
+)
 from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
     ansible_dict_to_boto3_tag_list,
     boto3_tag_list_to_ansible_dict,
@@ -155,6 +158,69 @@ def parse_template(body: str) -> dict[str, Any]:
     return data
 
 
+RETAINING_POLICIES = ("Retain", "RetainExceptOnCreate")
+DELETE_OBJECTS_BATCH = 1000  # the most keys one DeleteObjects call takes
+
+
+def retained_resources(template: Any) -> set[str]:
+    """Logical ids whose DeletionPolicy keeps the resource when the stack is deleted.
+
+    ``template`` is what GetTemplate returns (a parsed JSON document or the YAML text). A
+    policy given by an intrinsic function cannot be told offline and counts as retained.
+    """
+    data = parse_template(template) if isinstance(template, str) else template or {}
+    return {
+        logical
+        for logical, resource in (data.get("Resources") or {}).items()
+        if isinstance(resource, dict)
+        and "DeletionPolicy" in resource
+        and (
+            not isinstance(resource["DeletionPolicy"], str)
+            or resource["DeletionPolicy"] in RETAINING_POLICIES
+        )
+    }
+
+
+def empty_bucket(s3: Any, bucket: str, check_mode: bool) -> int:
+    """Delete every object version and delete marker in ``bucket``; return how many there were.
+
+    In check mode nothing is deleted (the count is what would be). A bucket that no longer
+    exists counts as empty.
+    """
+    count = 0
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    while True:
+        try:
+            page = s3.list_object_versions(aws_retry=True, **kwargs)
+        except is_boto3_error_code("NoSuchBucket"):
+            return count
+        keys = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])
+        ]
+        for start in range(0, 0 if check_mode else len(keys), DELETE_OBJECTS_BATCH):
+            batch = keys[start : start + DELETE_OBJECTS_BATCH]
+            response = s3.delete_objects(
+                aws_retry=True, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+            )
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StackError(
+                    f"bucket {bucket} could not be emptied before deleting the stack: "
+                    f"{first.get('Key')} ({first.get('VersionId')}): {first.get('Code')} "
+                    f"{first.get('Message')}; {len(errors)} object(s) left. Grant "
+                    "s3:ListBucketVersions, s3:DeleteObject and s3:DeleteObjectVersion on it, "
+                    "or empty it yourself and re-run",
+                    bucket=bucket,
+                )
+        count += len(keys)
+        if not page.get("IsTruncated"):
+            return count
+        kwargs["KeyMarker"] = page.get("NextKeyMarker")
+        kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+
 @dataclass(frozen=True)
 class DeclaredParameter:
     name: str
@@ -171,6 +237,42 @@ def declared_parameters(body: str) -> dict[str, DeclaredParameter]:
         default = normalize_value(spec["Default"], ptype) if "Default" in spec else None
         declared[str(name)] = DeclaredParameter(str(name), ptype, default)
     return declared
+
+
+def constraint_violation(declaration: dict[str, Any], value: str) -> str | None:
+    """Why ``value`` breaks the constraints a template declares for a parameter (None if it
+    does not): AllowedValues, AllowedPattern, Min/MaxLength and, for numbers, Min/MaxValue.
+
+    CloudFormation would refuse the same value when it is given the stack; checking it here
+    names the option before any AWS call. List types and SSM parameter types are left to AWS.
+    """
+    ptype = str(declaration.get("Type", "String"))
+    if ptype.startswith(("List<", "CommaDelimitedList", SSM_PARAMETER_TYPE)):
+        return None
+    hint = declaration.get("ConstraintDescription")
+    hint = f" ({hint})" if hint else ""
+    allowed = declaration.get("AllowedValues")
+    if allowed and value not in [normalize_value(a, ptype) for a in allowed]:
+        return f"{value!r} is not one of {', '.join(str(a) for a in allowed)}{hint}"
+    pattern = declaration.get("AllowedPattern")
+    if pattern and re.fullmatch(str(pattern), value) is None:
+        return f"{value!r} does not match {pattern}{hint}"
+    for key, broken in (
+        ("MinLength", lambda limit: len(value) < int(limit)),
+        ("MaxLength", lambda limit: len(value) > int(limit)),
+    ):
+        if key in declaration and broken(declaration[key]):
+            return f"{value!r} breaks {key} {declaration[key]}{hint}"
+    if ptype == "Number" and value != "":
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return f"{value!r} is not a number"
+        if "MinValue" in declaration and number < Decimal(str(declaration["MinValue"])):
+            return f"{value} is below MinValue {declaration['MinValue']}{hint}"
+        if "MaxValue" in declaration and number > Decimal(str(declaration["MaxValue"])):
+            return f"{value} is above MaxValue {declaration['MaxValue']}{hint}"
+    return None
 
 
 def _canonical_number(text: str) -> str:
@@ -497,8 +599,10 @@ class StackManager:
         stack_poll: float = STACK_POLL_SECONDS,
         change_set_poll: float = CHANGE_SET_POLL_SECONDS,
         resolve_ssm: Callable[[str], str | None] | None = None,
+        s3_client: Callable[[], Any] | None = None,
     ) -> None:
         self.client = client
+        self.s3_client = s3_client  # set: state absent empties the stack's buckets first
         self.resolve_ssm = resolve_ssm
         self.name = name
         self.deadline = deadline
@@ -548,6 +652,40 @@ class StackManager:
             aws_retry=True, StackName=stack_id, TemplateStage="Original"
         )
         return response.get("TemplateBody")
+
+    def owned_buckets(self, stack_id: str) -> list[str]:
+        """The S3 buckets the stack created and its deletion removes (retained ones are left)."""
+        kept = retained_resources(self.deployed_template(stack_id))
+        buckets: list[str] = []
+        kwargs: dict[str, Any] = {"StackName": stack_id}
+        while True:
+            response = self.client.list_stack_resources(aws_retry=True, **kwargs)
+            for summary in response.get("StackResourceSummaries") or []:
+                if (
+                    summary.get("ResourceType") == "AWS::S3::Bucket"
+                    and summary.get("PhysicalResourceId")
+                    and summary.get("ResourceStatus") != "DELETE_COMPLETE"
+                    and summary.get("LogicalResourceId") not in kept
+                ):
+                    buckets.append(summary["PhysicalResourceId"])
+            if not response.get("NextToken"):
+                return buckets
+            kwargs["NextToken"] = response["NextToken"]
+
+    def empty_buckets(self, stack_id: str, check_mode: bool) -> dict[str, int]:
+        """Empty (or, in check mode, count) the buckets the stack's deletion removes."""
+        if self.s3_client is None:
+            return {}
+        buckets = self.owned_buckets(stack_id)
+        if not buckets:
+            return {}
+        s3 = self.s3_client()
+        emptied: dict[str, int] = {}
+        for bucket in buckets:
+            emptied[bucket] = empty_bucket(s3, bucket, check_mode)
+            if emptied[bucket] and not check_mode:
+                self.note(f"emptied bucket {bucket} ({emptied[bucket]} object versions)")
+        return emptied
 
     def events_since(
         self, stack: str, marker: str | None, max_pages: int = 1
@@ -818,10 +956,19 @@ class StackManager:
                 "termination_protection: false together with state: absent"
             )
         if check_mode:
-            return self._result(True, stack, diff=diff, msg="the stack would be deleted")
+            emptied = self.empty_buckets(stack["StackId"], True)
+            diff["prepared"] += "".join(
+                f"bucket {b} would be emptied first ({n} object versions)\n"
+                for b, n in emptied.items()
+                if n
+            )
+            result = self._result(True, stack, diff=diff, msg="the stack would be deleted")
+            result["emptied_buckets"] = emptied
+            return result
         stack = self.settle(stack) or stack
         if protected:
             self.set_termination_protection(stack["StackId"], False)
+        emptied = self.empty_buckets(stack["StackId"], False)
         marker = self.latest_event_id(stack["StackId"])
         self.client.delete_stack(aws_retry=True, StackName=stack["StackId"])
         self.note("delete requested")
@@ -830,6 +977,7 @@ class StackManager:
         result = self._result(True, None, diff=diff, msg="the stack was deleted")
         result["stack_id"] = stack["StackId"]
         result["stack_status"] = "DELETE_COMPLETE"
+        result["emptied_buckets"] = emptied
         return result
 
     def present(self, request: StackRequest, check_mode: bool) -> dict[str, Any]:

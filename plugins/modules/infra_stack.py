@@ -228,6 +228,18 @@ options:
       - With O(state=absent), V(false) disables protection before deleting; a protected stack is
         otherwise not deleted.
     type: bool
+  empty_buckets:
+    description:
+      - With O(state=absent), empty the S3 buckets the stack created (its C(AWS::S3::Bucket)
+        resources, except those whose C(DeletionPolicy) keeps them) before deleting the stack,
+        removing every object version and delete marker. CloudFormation cannot delete a bucket that holds
+        objects, and the node assets bucket is versioned and filled by the cluster stage.
+      - In check mode the objects are counted, not deleted (RV(emptied_buckets), and the diff).
+      - V(false) leaves the buckets as they are; the deletion then fails on a bucket that is not
+        empty, naming it.
+      - Needs C(s3:ListBucketVersions), C(s3:DeleteObject) and C(s3:DeleteObjectVersion) on them.
+    type: bool
+    default: true
   use_change_sets:
     description:
       - Whether creates and updates are executed through change sets (the default, and the way to
@@ -415,6 +427,13 @@ events:
     - "     3s change set xpu-update-1a2b3c: CREATE_COMPLETE"
     - "    13s UPDATE_IN_PROGRESS | 12:00:03 HeadNodeSecurityGroup (AWS::EC2::SecurityGroup) ..."
     - "    23s UPDATE_COMPLETE | 12:00:20 ml1-infra (AWS::CloudFormation::Stack) UPDATE_COMPLETE"
+emptied_buckets:
+  description:
+    - The buckets emptied before the deletion (in check mode, that would be), with the number of
+      object versions and delete markers each held.
+  returned: state is absent and the stack exists
+  type: dict
+  sample: {"ml1-infra-nodeassetsbucket-1a2b3c4d5e6f": 14}
 diff:
   description:
     - Parameters, tags and termination protection before and after, and the resource changes
@@ -563,6 +582,7 @@ def argument_spec() -> dict[str, Any]:
         template_bucket=dict(type="str"),
         replace_failed_stack=dict(type="bool", default=False),
         termination_protection=dict(type="bool"),
+        empty_buckets=dict(type="bool", default=True),
         use_change_sets=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=3600),
         capabilities=dict(
@@ -627,6 +647,19 @@ def validate(module: AnsibleAWSModule) -> None:
             msg=f"fsx.storage_capacity: {capacity} GiB is not valid for a persistent SSD file "
             "system; use 1200, 2400 or a multiple of 2400 up to 240000"
         )
+
+
+def check_constraints(module: AnsibleAWSModule, body: str, parameters: dict[str, str]) -> None:
+    """Each value sent against the constraints the template declares for its parameter."""
+    declarations = cfn.parse_template(body).get("Parameters") or {}
+    for name, value in parameters.items():
+        problem = cfn.constraint_violation(declarations.get(name) or {}, value)
+        if problem:
+            option = OPTION_FOR_PARAMETER.get(name, name)
+            module.fail_json(
+                msg=f"{option}: {problem}; the template's parameter {name} refuses it "
+                "(checked before calling AWS)"
+            )
 
 
 def check_effective(module: AnsibleAWSModule, parameters: dict[str, str]) -> None:
@@ -743,6 +776,7 @@ def stack_request(module: AnsibleAWSModule) -> cfn.StackRequest:
         )
     declared = cfn.declared_parameters(body)
     parameters = cfn.effective_parameters(declared, template_values(module), OPTION_FOR_PARAMETER)
+    check_constraints(module, body, parameters)
     check_effective(module, parameters)
     tags = p["tags"]
     return cfn.StackRequest(
@@ -791,7 +825,13 @@ def main() -> None:
 
     client = module.client("cloudformation", retry_decorator=RETRY)
     manager = cfn.StackManager(
-        client, p["name"], cfn.Deadline(p["wait_timeout"]), resolve_ssm=ssm_resolver(module)
+        client,
+        p["name"],
+        cfn.Deadline(p["wait_timeout"]),
+        resolve_ssm=ssm_resolver(module),
+        s3_client=(
+            (lambda: module.client("s3", retry_decorator=RETRY)) if p["empty_buckets"] else None
+        ),
     )
     try:
         if p["state"] == "read":

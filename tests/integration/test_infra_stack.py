@@ -32,6 +32,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from .conftest import ROOT
 
@@ -261,6 +262,36 @@ def test_update_puts_the_new_ssh_cidr_on_the_security_group(infra: Infra) -> Non
     assert recap(again.stdout)["changed"] == 0, again.stdout[-4000:]
 
 
+def test_read_returns_the_outputs_and_changes_nothing(infra: Infra) -> None:
+    before = infra.described()
+    proc = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK.with_name("ansible")),
+            "localhost",
+            "-c",
+            "local",
+            "-m",
+            "xpu.parallelcluster.infra_stack",
+            "-a",
+            f"name={infra.stack} state=read region=us-east-1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    result = yaml.safe_load(proc.stdout.split("=>", 1)[1])  # the yaml result format
+    assert result["changed"] is False
+    assert result["outputs"] == infra.outputs()
+    assert set(result["outputs"]) >= OUTPUT_KEYS
+    after = infra.described()
+    assert after is not None and before is not None
+    assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
@@ -279,9 +310,24 @@ def test_delete_removes_the_stack_and_the_outputs(emulator: str, tmp_path: Path)
         stage.play()
         vpc_id = stage.outputs()["VpcId"]
         assert stage.outputs_file.exists()
+        # what the cluster stage leaves in the versioned node assets bucket: two versions of one
+        # object and a delete marker
+        bucket = stage.outputs()["NodeAssetsBucketName"]
+        # (the emulator ignores VersioningConfiguration in templates; AWS applies it)
+        stage.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        stage.s3.put_object(Bucket=bucket, Key="bootstrap/node-bootstrap.sh", Body=b"1")
+        stage.s3.put_object(Bucket=bucket, Key="bootstrap/node-bootstrap.sh", Body=b"2")
+        stage.s3.delete_object(Bucket=bucket, Key="bootstrap/node-bootstrap.sh")
+        preview = stage.play("--check", state="absent")
+        said = " ".join(preview.stdout.split())  # the callback folds long lines
+        assert f"bucket {bucket} would be emptied first (3 object versions)" in said
+        assert stage.described() is not None
+        assert len(stage.s3.list_object_versions(Bucket=bucket)["Versions"]) == 2
         proc = stage.play(state="absent")
         assert recap(proc.stdout)["changed"] >= 1
+        assert f"bucket {bucket} emptied first (3 object versions)" in " ".join(proc.stdout.split())
         assert stage.described() is None
+        assert bucket not in [b["Name"] for b in stage.s3.list_buckets()["Buckets"]]
         assert not stage.outputs_file.exists()
         vpcs = stage.ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
         assert vpcs == []
@@ -307,5 +353,36 @@ def test_check_mode_for_a_new_stack_previews_every_resource_and_leaves_nothing(
         left = {s["StackStatus"] for s in summaries if s["StackName"] == stage.stack}
         assert left <= {"DELETE_COMPLETE"}
         assert not stage.outputs_file.exists()
+    finally:
+        stage.delete()
+
+
+def test_create_through_a_change_set_on_the_emulator(emulator: str, tmp_path: Path) -> None:
+    """The default path (CreateChangeSet + ExecuteChangeSet), as far as the emulator goes.
+
+    The emulator creates the resources of an executed change set but computes no outputs, which
+    is why the other tests here create with `use_change_sets: false`.
+    """
+    stage = Infra(emulator, tmp_path, new_cluster(), template=FIXTURE_TEMPLATE)
+    stage.infra_vars = lambda ssh_allowed_cidr=FIRST_CIDR: {  # type: ignore[method-assign]
+        **Infra.infra_vars(stage, ssh_allowed_cidr),
+        "use_change_sets": True,
+    }
+    try:
+        proc = stage.play()
+        assert recap(proc.stdout)["changed"] >= 1
+        stack = stage.described()
+        assert stack is not None and stack["StackStatus"] == "CREATE_COMPLETE"
+        resources = stage.cfn.describe_stack_resources(StackName=stage.stack)["StackResources"]
+        types = {r["ResourceType"] for r in resources}
+        assert {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup"} <= types
+        summaries = stage.cfn.list_change_sets(StackName=stage.stack)["Summaries"]
+        assert summaries and all(
+            c["ExecutionStatus"] == "EXECUTE_COMPLETE"
+            for c in summaries
+            if c["StackName"] == stage.stack
+        )
+        again = stage.play()
+        assert recap(again.stdout)["changed"] == 0, again.stdout[-4000:]
     finally:
         stage.delete()

@@ -957,13 +957,20 @@ def test_s3_endpoint_policy_names_its_buckets() -> None:
             assert resource != "*", s["Sid"]
             bucket = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
             assert bucket and bucket != "*", f"{s['Sid']} opens every bucket: {resource}"
-            if "s3:PutObject" in actions and not resource.startswith("<NodeAssetsBucket"):
+            if s["Sid"] == "CloudFormationSignals":
+                # the pre-signed URLs of wait conditions and custom resources: writes only
+                assert actions == ["s3:PutObject"]
+                assert bucket.startswith("cloudformation-"), resource
+            elif "s3:PutObject" in actions and not resource.startswith("<NodeAssetsBucket"):
                 # beyond our bucket, writes go only to ParallelCluster's bucket in this account
                 assert "parallelcluster-*-v1-do-not-delete" in resource, resource
                 assert s["Condition"] == {"StringEquals": {"aws:ResourceAccount": "111122223333"}}
     assert "<NodeAssetsBucket.Arn>/*" in resources
     assert "arn:aws:s3:::us-east-1-aws-parallelcluster/*" in resources
     assert "arn:aws:s3:::parallelcluster-*-v1-do-not-delete/*" in resources
+    # the head node signals its wait condition through a pre-signed URL on this bucket; without it
+    # the cluster's creation hangs until the wait condition times out
+    assert "arn:aws:s3:::cloudformation-waitcondition-us-east-1/*" in resources
     assert not [s for s in statements if s["Sid"] == "ExtraResources"]
 
 

@@ -481,3 +481,24 @@ def test_failure_cause_reads_all_pages_of_events(stubbed) -> None:
     assert cause is not None and cause.logical_id == "FsxFileSystem"
     assert recent[-1].endswith("ROLLBACK_COMPLETE")
     assert len(recent) == len(events)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "value", "problem"),
+    [
+        ({"AllowedValues": ["a", "b"]}, "c", "'c' is not one of a, b"),
+        ({"AllowedPattern": "^[a-z]{0,3}$", "ConstraintDescription": "short"}, "abcd", "(short)"),
+        ({"MaxLength": 3}, "abcd", "breaks MaxLength 3"),
+        ({"MinLength": "2"}, "a", "breaks MinLength 2"),
+        ({"Type": "Number", "MinValue": 50}, "10", "below MinValue 50"),
+        ({"Type": "Number", "MaxValue": 50}, "60", "above MaxValue 50"),
+        ({"Type": "Number"}, "x", "is not a number"),
+        ({"Type": "Number", "AllowedValues": [1200, 2400]}, "1200", None),
+        ({"AllowedPattern": "^$|^fs-[0-9a-f]{8}$"}, "", None),
+        ({"Type": "CommaDelimitedList", "AllowedPattern": "^x$"}, "a,b", None),
+        ({"Type": "AWS::SSM::Parameter::Value<String>", "AllowedPattern": "^x$"}, "/a/b", None),
+    ],
+)
+def test_constraint_violation(declaration: dict, value: str, problem: str | None) -> None:
+    found = cfu.constraint_violation(declaration, value)
+    assert (found is None) if problem is None else (problem in (found or "")), found

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,13 @@ ARGS: dict[str, Any] = {
     "tags": {"team": "ml"},
     "template_body": TEMPLATE,
     "region": "us-east-1",
+}
+# The shipped template instead of the fixture (larger than the inline limit: passed through a
+# bucket, which is written only when the stack is sent).
+SHIPPED: dict[str, Any] = {
+    "template_body": None,
+    "template": str(ROOT / "files" / "cloudformation" / "infra.yaml"),
+    "template_bucket": "templates",
 }
 # What the module sends for ARGS: every declared parameter, template defaults filled in.
 PARAMS = {
@@ -176,6 +183,40 @@ class Script:
 
     def change_set(self, described: dict) -> Script:
         return self.add("describe_change_set", described, ChangeSetName=CS_ID)
+
+    def buckets(self, *summaries: dict, template: str = TEMPLATE) -> Script:
+        """The stack's deployed template and resources, read to find the buckets to empty."""
+        self.template(template)
+        return self.add(
+            "list_stack_resources", {"StackResourceSummaries": list(summaries)}, StackName=STACK_ID
+        )
+
+    def versions(self, bucket: str, response: dict, **markers: str) -> Script:
+        self.s3.add_response("list_object_versions", response, {"Bucket": bucket, **markers})
+        return self
+
+    def delete_objects(self, bucket: str, keys: list[tuple[str, str]], **response: Any) -> Script:
+        objects = [{"Key": k, "VersionId": v} for k, v in keys]
+        self.s3.add_response(
+            "delete_objects",
+            response,
+            {"Bucket": bucket, "Delete": {"Objects": objects, "Quiet": True}},
+        )
+        return self
+
+
+def bucket_resource(logical: str, physical: str, status: str = "CREATE_COMPLETE") -> dict:
+    return {
+        "LogicalResourceId": logical,
+        "PhysicalResourceId": physical,
+        "ResourceType": "AWS::S3::Bucket",
+        "ResourceStatus": status,
+        "LastUpdatedTimestamp": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+
+
+def version(key: str, version_id: str) -> dict:
+    return {"Key": key, "VersionId": version_id}
 
 
 @pytest.fixture
@@ -617,6 +658,7 @@ def test_a_large_template_goes_through_s3_once(script: Script, run) -> None:
 def test_absent_deletes_and_waits_until_gone(script: Script, run, clock) -> None:
     (
         script.describe(stack("UPDATE_COMPLETE"))
+        .buckets()
         .events(event("e5", "UPDATE_COMPLETE"))
         .add("delete_stack", {}, StackName=STACK_ID)
         .describe(stack("DELETE_IN_PROGRESS"), by=STACK_ID)
@@ -639,10 +681,118 @@ def test_absent_stack_that_does_not_exist_is_unchanged(script: Script, run) -> N
 
 @pytest.mark.aws
 def test_absent_in_check_mode_predicts_without_deleting(script: Script, run) -> None:
-    script.describe(stack("UPDATE_COMPLETE"))
+    script.describe(stack("UPDATE_COMPLETE")).buckets()
     result = run({"name": NAME, "state": "absent", "region": "us-east-1"}, check=True)
     assert result["changed"] is True
     assert "would be deleted" in result["diff"]["prepared"]
+    assert result["emptied_buckets"] == {}
+
+
+ASSETS = "ml1-infra-nodeassetsbucket-1a2b3c"
+RETAINED_TEMPLATE = """\
+Resources:
+  NodeAssetsBucket:
+    Type: AWS::S3::Bucket
+  Kept:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: Retain
+  KeptWhen:
+    Type: AWS::S3::Bucket
+    DeletionPolicy: !If [Prod, Retain, Delete]
+"""
+
+
+@pytest.mark.aws
+def test_absent_empties_the_stacks_versioned_buckets_before_deleting(
+    script: Script, run, clock
+) -> None:
+    (
+        script.describe(stack("UPDATE_COMPLETE"))
+        .buckets(
+            bucket_resource("NodeAssetsBucket", ASSETS),
+            bucket_resource("Kept", "kept-bucket"),
+            bucket_resource("KeptWhen", "kept-when-bucket"),
+            template=RETAINED_TEMPLATE,
+        )
+        .versions(
+            ASSETS,
+            {
+                "Versions": [version("bootstrap.sh", "v2"), version("bootstrap.sh", "v1")],
+                "DeleteMarkers": [version("old.yml", "d1")],
+                "IsTruncated": True,
+                "NextKeyMarker": "old.yml",
+                "NextVersionIdMarker": "d1",
+            },
+        )
+        .delete_objects(ASSETS, [("bootstrap.sh", "v2"), ("bootstrap.sh", "v1"), ("old.yml", "d1")])
+        .versions(
+            ASSETS,
+            {"Versions": [version("node-vars.yml", "null")], "IsTruncated": False},
+            KeyMarker="old.yml",
+            VersionIdMarker="d1",
+        )
+        .delete_objects(ASSETS, [("node-vars.yml", "null")])
+        .events(event("e5", "UPDATE_COMPLETE"))
+        .add("delete_stack", {}, StackName=STACK_ID)
+        .missing(STACK_ID)
+    )
+    result = run({"name": NAME, "state": "absent", "region": "us-east-1"})
+    assert result["changed"] is True
+    # retained buckets (also behind a condition) keep their objects
+    assert result["emptied_buckets"] == {ASSETS: 4}
+    assert any(f"emptied bucket {ASSETS} (4 object versions)" in line for line in result["events"])
+
+
+@pytest.mark.aws
+def test_absent_in_check_mode_counts_what_it_would_empty(script: Script, run) -> None:
+    (
+        script.describe(stack("UPDATE_COMPLETE"))
+        .buckets(bucket_resource("NodeAssetsBucket", ASSETS))
+        .versions(ASSETS, {"Versions": [version("a", "1"), version("b", "2")]})
+    )
+    result = run({"name": NAME, "state": "absent", "region": "us-east-1"}, check=True)
+    assert result["changed"] is True
+    assert result["emptied_buckets"] == {ASSETS: 2}
+    assert (
+        f"bucket {ASSETS} would be emptied first (2 object versions)" in result["diff"]["prepared"]
+    )
+
+
+@pytest.mark.aws
+def test_absent_names_an_object_it_could_not_delete(script: Script, run) -> None:
+    (
+        script.describe(stack("UPDATE_COMPLETE"))
+        .buckets(bucket_resource("NodeAssetsBucket", ASSETS))
+        .versions(ASSETS, {"Versions": [version("a", "1")]})
+        .delete_objects(
+            ASSETS,
+            [("a", "1")],
+            Errors=[{"Key": "a", "VersionId": "1", "Code": "AccessDenied", "Message": "denied"}],
+        )
+    )
+    result = run({"name": NAME, "state": "absent", "region": "us-east-1"})
+    assert result["failed"] is True
+    assert f"bucket {ASSETS} could not be emptied" in result["msg"]
+    assert "a (1): AccessDenied denied" in result["msg"]
+    assert "s3:DeleteObjectVersion" in result["msg"]
+
+
+@pytest.mark.aws
+def test_absent_skips_a_bucket_already_gone_and_can_leave_buckets_alone(
+    script: Script, run
+) -> None:
+    script.describe(stack("DELETE_FAILED")).buckets(bucket_resource("NodeAssetsBucket", ASSETS))
+    script.s3.add_client_error(
+        "list_object_versions", service_error_code="NoSuchBucket", http_status_code=404
+    )
+    result = run({"name": NAME, "state": "absent", "region": "us-east-1"}, check=True)
+    assert result["emptied_buckets"] == {ASSETS: 0}
+    script.describe(stack("DELETE_FAILED"))
+    result = run(
+        {"name": NAME, "state": "absent", "region": "us-east-1", "empty_buckets": False},
+        check=True,
+    )
+    assert result["changed"] is True and result["emptied_buckets"] == {}
 
 
 @pytest.mark.aws
@@ -713,6 +863,20 @@ def test_legacy_amp_is_sent_as_amp_only_with_a_deprecation(
         ({"ssh_allowed_cidr": None}, "state is present but all of the following are missing"),
         ({"template": "/x.yaml"}, "mutually exclusive: template|template_body"),
         ({"s3_endpoint_extra_resources": ["arn:aws:s3:::d"]}, "S3EndpointExtraResources (option"),
+        # the shipped template's own constraints, checked before CloudFormation sees them
+        (
+            {**SHIPPED, "cluster_name": "a" * 26},
+            "cluster_name: '" + "a" * 26 + "' does not match ^[a-zA-Z][a-zA-Z0-9-]{0,24}$ "
+            "(1-25 characters",
+        ),
+        (
+            {**SHIPPED, "monitoring": {"type": "none", "instance_type": "t3medium"}},
+            "monitoring.instance_type: 't3medium' does not match",
+        ),
+        (
+            {**SHIPPED, "s3_endpoint_extra_resources": ["my-data-bucket"]},
+            "s3_endpoint_extra_resources: 'my-data-bucket' does not match",
+        ),
     ],
 )
 def test_offline_validation_fails_before_any_aws_call(
