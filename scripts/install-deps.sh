@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the demo and the tests need on a Debian 12 host, idempotently:
 #   - Debian packages (podman and friends for the lab, shellcheck for lint);
-#   - a Python virtual environment (.venv) from requirements-dev.txt;
+#   - a Python virtual environment (.venv) from requirements-dev.txt, every package held at
+#     the version in constraints.txt;
 #   - the Ansible collections this one depends on, unpacked from the pinned
 #     `ansible` release on PyPI (no Galaxy needed), plus this collection linked
 #     in as xpu.parallelcluster, under .cache/collections.
@@ -16,9 +17,10 @@ venv="${root}/.venv"
 cache="${root}/.cache"
 collections="${cache}/collections"
 
-# The `ansible` release whose bundled collections we use, and the collections taken from it.
+# The `ansible` release whose bundled collections we use, and the collections taken from it
+# (ansible.posix only for the tests: its json stdout callback).
 ansible_release=12.3.0
-bundled=(amazon/aws containers/podman community/general ansible/posix community/grafana)
+bundled=(amazon/aws containers/podman ansible/posix community/grafana)
 
 apt_packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs netavark aardvark-dns
   shellcheck python3-venv prometheus)
@@ -46,11 +48,12 @@ fi
 
 command -v "${PYTHON}" >/dev/null || PYTHON=python3
 stamp="${venv}/.requirements.sha256"
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -x "${venv}/bin/python" ]] || [[ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
   log "python: virtual environment ${venv}"
   "${PYTHON}" -m venv "${venv}"
-  "${venv}/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+  "${venv}/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt \
+    -c constraints.txt
   echo "${want}" >"${stamp}"
 fi
 
@@ -59,11 +62,12 @@ tools=(checkov)
 for tool in "${tools[@]}"; do
   tvenv="${cache}/venvs/${tool}"
   tstamp="${tvenv}/.requirements.sha256"
-  twant=$(sha256sum "requirements-${tool}.txt" | cut -d' ' -f1)
+  twant=$(cat "requirements-${tool}.txt" "constraints-${tool}.txt" | sha256sum | cut -d' ' -f1)
   if [[ ! -x "${tvenv}/bin/${tool}" ]] || [[ "$(cat "${tstamp}" 2>/dev/null)" != "${twant}" ]]; then
     log "python: ${tool} in ${tvenv}"
     "${PYTHON}" -m venv "${tvenv}"
-    "${tvenv}/bin/python" -m pip install -q --disable-pip-version-check -r "requirements-${tool}.txt"
+    "${tvenv}/bin/python" -m pip install -q --disable-pip-version-check -r "requirements-${tool}.txt" \
+      -c "constraints-${tool}.txt"
     echo "${twant}" >"${tstamp}"
   fi
   ln -sfn "${tvenv}/bin/${tool}" "${venv}/bin/${tool}"

@@ -19,7 +19,15 @@ labdir="${here}/lab"
 
 : "${XPU_LAB_STATE:=${root}/.lab}"
 : "${XPU_LAB_PYTHON:=${root}/.venv/bin/python}"
-: "${XPU_LAB_AWS_PORT:=5055}"
+# The lab inventory talks to the emulator on the port it names; the lab serves it there.
+inventory_port=$(sed -n 's|^endpoint_url: http://127\.0\.0\.1:\([0-9]*\).*|\1|p' \
+  "${root}/inventories/lab/aws_ec2.yml")
+: "${XPU_LAB_AWS_PORT:=${inventory_port}}"
+if [[ "${XPU_LAB_AWS_PORT}" != "${inventory_port}" ]]; then
+  echo "lab: XPU_LAB_AWS_PORT=${XPU_LAB_AWS_PORT}, but inventories/lab/aws_ec2.yml reaches the" \
+    "emulator on port ${inventory_port}: unset XPU_LAB_AWS_PORT, or change endpoint_url there too" >&2
+  exit 2
+fi
 : "${XPU_LAB_READY_TIMEOUT:=90}"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-${labdir}/containers.conf}"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +27,31 @@ def test_galaxy_metadata() -> None:
     )
     assert galaxy["license"] == ["Apache-2.0"]
     assert {"amazon.aws", "containers.podman"} <= set(galaxy["dependencies"])
+
+
+# Collections whose content a user's run could call, outside this one and ansible.builtin.
+FQCN = re.compile(
+    r"(?<![\w.])((?:amazon|community|containers|ansible)\.(?!builtin\b|legacy\b)\w+)\.\w+"
+)
+SHIPPED_DIRS = ("roles", "playbooks", "plugins", "inventories", "meta")
+# ansible-core's own Python packages, imported by the plugins (not collections)
+CORE_PACKAGES = {"ansible.module_utils", "ansible.plugins", "ansible.errors", "ansible.parsing"}
+
+
+def test_dependencies_are_exactly_the_collections_the_content_uses() -> None:
+    used: dict[str, str] = {}
+    for top in SHIPPED_DIRS:
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.suffix in (".yml", ".yaml", ".py", ".j2") and path.is_file():
+                lines = path.read_text(errors="replace").splitlines()
+                code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+                for match in FQCN.finditer(code):
+                    if match.group(1) not in CORE_PACKAGES:
+                        used.setdefault(match.group(1), str(path.relative_to(ROOT)))
+    declared = set(load("galaxy.yml")["dependencies"])
+    undeclared = {name: where for name, where in used.items() if name not in declared}
+    assert not undeclared, f"used but not in galaxy.yml dependencies: {undeclared}"
+    assert declared <= set(used), f"declared but unused: {declared - set(used)}"
 
 
 def test_galaxy_and_requirements_yml_pin_the_same_ranges() -> None:
@@ -83,3 +110,32 @@ def test_demo_runs_the_site_stages_in_site_order() -> None:
         and p["ansible.builtin.import_playbook"].startswith("../")
     ]
     assert demo == site
+
+
+def _pins(path: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, _, version = line.partition("==")
+            assert version, f"{path}: {line!r} is not pinned with =="
+            pins[re.sub(r"\[.*\]", "", name).lower().replace("_", "-")] = version
+    return pins
+
+
+@pytest.mark.parametrize(
+    ("requirements", "constraints"),
+    [
+        (("requirements.txt", "requirements-dev.txt"), "constraints.txt"),
+        (("requirements-checkov.txt",), "constraints-checkov.txt"),
+    ],
+)
+def test_constraints_hold_every_requirement_at_its_pin(
+    requirements: tuple[str, ...], constraints: str
+) -> None:
+    held = _pins(constraints)
+    for path in requirements:
+        for name, version in _pins(path).items():
+            assert held.get(name) == version, (
+                f"{path} pins {name}=={version}; {constraints}: {held.get(name)}"
+            )

@@ -912,3 +912,22 @@ def test_write_emulator_amis_reports_changes(tmp_path: Path) -> None:
     assert labctl.write_emulator_amis(path) is False
     assert path.stat().st_mtime_ns == before
     assert json.loads(path.read_text())[0]["ami_id"].startswith("ami-")
+
+
+def test_lab_sh_refuses_a_port_the_lab_inventory_does_not_use(tmp_path: Path) -> None:
+    import subprocess
+
+    inventory = yaml.safe_load((ROOT / "inventories" / "lab" / "aws_ec2.yml").read_text())
+    port = urlsplit(inventory["endpoint_url"]).port
+    env = {**os.environ, "XPU_LAB_AWS_PORT": str(port + 1), "XPU_LAB_STATE": str(tmp_path)}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "lab.sh"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"reaches the emulator on port {port}" in proc.stderr
+    assert not list(tmp_path.iterdir())  # refused before doing anything
