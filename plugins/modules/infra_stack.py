@@ -232,8 +232,9 @@ options:
     description:
       - With O(state=absent), empty the S3 buckets the stack created (its C(AWS::S3::Bucket)
         resources, except those whose C(DeletionPolicy) keeps them) before deleting the stack,
-        removing every object version and delete marker. CloudFormation cannot delete a bucket that holds
-        objects, and the node assets bucket is versioned and filled by the cluster stage.
+        removing every object version and delete marker. CloudFormation cannot delete a bucket
+        that holds objects, and the node assets bucket is versioned and filled by the cluster
+        stage.
       - In check mode the objects are counted, not deleted (RV(emptied_buckets), and the diff).
       - V(false) leaves the buckets as they are; the deletion then fails on a bucket that is not
         empty, naming it.
@@ -846,7 +847,34 @@ def main() -> None:
         module.fail_json_aws(
             err, msg=f"stack {p['name']}: CloudFormation call failed", events=manager.progress
         )
+    warn_about_data(module, result.get("change_set") or [])
     module.exit_json(**result)
+
+
+# Resources whose replacement or removal loses data the cluster wrote.
+STATEFUL_TYPES = ("AWS::FSx::FileSystem", "AWS::S3::Bucket", "AWS::EC2::Volume")
+
+
+def warn_about_data(module: AnsibleAWSModule, changes: list[dict[str, Any]]) -> None:
+    """Warn when the change set replaces or removes a resource that holds data."""
+    verb = "would be" if module.check_mode else "was"
+    for change in changes:
+        rtype = change.get("resource_type")
+        if rtype not in STATEFUL_TYPES:
+            continue
+        what = f"{change.get('logical_id')} ({rtype})"
+        if change.get("action") == "Remove":
+            module.warn(f"{what} {verb} removed, with its data")
+        elif change.get("action") == "Modify" and change.get("replacement") in (
+            "True",
+            "Conditional",
+        ):
+            maybe = " (conditionally)" if change["replacement"] == "Conditional" else ""
+            module.warn(
+                f"{what} {verb} replaced{maybe}: the new one starts empty. The old one and its "
+                "data stay only where the template sets UpdateReplacePolicy Retain (the "
+                "collection's template does for FsxFileSystem; delete it yourself once copied)"
+            )
 
 
 if __name__ == "__main__":

@@ -1147,3 +1147,9 @@ def test_taggable_resources_carry_the_cluster_tag_and_a_name() -> None:
         assert "Name" in tags, name
         checked += 1
     assert checked >= 25
+
+
+def test_a_replaced_file_system_keeps_its_data() -> None:
+    fsx = RESOURCES["FsxFileSystem"]
+    assert fsx["UpdateReplacePolicy"] == "Retain"
+    assert fsx["DeletionPolicy"] == "Delete"  # deleting the stack is deliberate

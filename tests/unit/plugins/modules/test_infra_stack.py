@@ -485,6 +485,48 @@ def test_check_mode_on_an_existing_stack_previews_and_deletes_the_change_set(
 
 
 @pytest.mark.aws
+def test_check_mode_warns_when_a_change_replaces_or_removes_data(
+    script: Script, run, warnings: list[str]
+) -> None:
+    described = fixture_change_set("change-set-update.json")
+    described["Changes"] = [
+        {
+            "Type": "Resource",
+            "ResourceChange": {
+                "Action": "Modify",
+                "LogicalResourceId": "FsxFileSystem",
+                "ResourceType": "AWS::FSx::FileSystem",
+                "Replacement": "True",
+            },
+        },
+        {
+            "Type": "Resource",
+            "ResourceChange": {
+                "Action": "Remove",
+                "LogicalResourceId": "NodeAssetsBucket",
+                "ResourceType": "AWS::S3::Bucket",
+            },
+        },
+        *described["Changes"],  # security groups: no warning
+    ]
+    (
+        script.describe(stack("CREATE_COMPLETE"))
+        .template()
+        .create_change_set("UPDATE", updated_params())
+        .change_set(described)
+        .add("delete_change_set", {}, ChangeSetName=CS_ID)
+    )
+    result = run({**ARGS, "ssh_allowed_cidr": "198.51.100.0/24"}, check=True)
+    assert result["changed"] is True
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(
+        "FsxFileSystem (AWS::FSx::FileSystem) would be replaced: the new one starts empty"
+    )
+    assert "UpdateReplacePolicy Retain" in warnings[0]
+    assert warnings[1] == "NodeAssetsBucket (AWS::S3::Bucket) would be removed, with its data"
+
+
+@pytest.mark.aws
 def test_check_mode_for_a_new_stack_lists_every_resource_and_leaves_nothing(
     script: Script, run
 ) -> None:
