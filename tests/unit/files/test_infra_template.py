@@ -676,7 +676,9 @@ def _sources(group: str, port: int, proto: str = "tcp") -> set[str]:
 
 
 def test_ssh_paths() -> None:
-    assert _sources("LoginNodeSecurityGroup", 22) == {"SshAllowedCidr"}
+    # users from SshAllowedCidr, through the login pool's load balancer, which ParallelCluster
+    # puts in the pool's security groups (health checks included)
+    assert _sources("LoginNodeSecurityGroup", 22) == {"SshAllowedCidr", "LoginNodeSecurityGroup"}
     assert _sources("HeadNodeSecurityGroup", 22) == {"LoginNodeSecurityGroup"}
     assert _sources("ComputeSecurityGroup", 22) == {
         "LoginNodeSecurityGroup",
