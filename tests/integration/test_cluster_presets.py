@@ -30,7 +30,13 @@ EMULATOR_CHANGES = {
     # The emulator has no capacity reservations: DescribeCapacityReservations answers HTTP 500,
     # so Capacity Block and ODCR queues are checked as on-demand queues.
     "reservations": "CAPACITY_BLOCK/ODCR queues -> ONDEMAND",
+    # Instance types the emulator does not know (pcluster's validators describe them), replaced by
+    # one of the same CPU architecture; p6e-gb200 is also sold only as Capacity Blocks, which the
+    # spec enforces once its queue is on-demand. The offline validation of the preset as written
+    # is in tests/unit/plugins/module_utils/test_cluster_render.py (golden files).
+    "instance_types": "p6e-gb200.36xlarge -> c7g.2xlarge (arm64, like the Grace CPUs)",
 }
+UNKNOWN_TO_THE_EMULATOR = {"p6e-gb200.36xlarge": "c7g.2xlarge"}
 
 
 def emulator_spec(preset: str) -> dict[str, Any]:
@@ -43,6 +49,9 @@ def emulator_spec(preset: str) -> dict[str, Any]:
         if queue.get("capacity_type") in ("CAPACITY_BLOCK", "ODCR"):
             queue["capacity_type"] = "ONDEMAND"
             queue.pop("reservation_id", None)
+        for resource in queue["compute_resources"]:
+            kind = resource["instance_type"]
+            resource["instance_type"] = UNKNOWN_TO_THE_EMULATOR.get(kind, kind)
     return spec
 
 
@@ -77,7 +86,7 @@ def infra_in(region: str, lab_infra: dict, tmp_path_factory: pytest.TempPathFact
 
 
 def test_every_preset_is_covered() -> None:
-    assert {"p6-b200", "p5en", "p5", "p4d", "cpu"} <= set(PRESETS)
+    assert {"p6-b200", "p6e-gb200", "p5en", "p5", "p4d", "cpu"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -7,14 +7,19 @@ tests reuse these fakes.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import re
 import sys
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 from ansible_collections.xpu.parallelcluster.plugins.module_utils import pcluster_cli as pc
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "pcluster"
@@ -697,3 +702,122 @@ def test_instances_by_queue_groups_compute_nodes_only() -> None:
         "instance_type": "p5.48xlarge",
         "launch_time": "2026-01-05T10:21:00.000Z",
     }
+
+
+# --------------------------------------------------------------------------- fixtures vs the spec
+# The spec-shaped fixtures stand in for answers no test can record (fixtures README); each is held
+# to the response schema of its operation in the openapi.yaml that aws-parallelcluster ships.
+
+README_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| (?P<rc>\d+) \| (?P<origin>[^|]+) \|", re.M)
+FIXTURE_ROWS = {m["file"]: m for m in README_ROW.finditer((FIXTURES / "README.md").read_text())}
+SPEC_FIXTURES = sorted(f for f, m in FIXTURE_ROWS.items() if m["origin"].startswith("spec:"))
+
+
+def _openapi() -> dict:
+    found = importlib.util.find_spec("pcluster")
+    assert found and found.submodule_search_locations, "aws-parallelcluster is not installed"
+    path = Path(found.submodule_search_locations[0]) / "api" / "openapi" / "openapi.yaml"
+    return yaml.safe_load(path.read_text())
+
+
+OPENAPI = _openapi()
+# operationId -> {HTTP status: response schema name}
+RESPONSES = {
+    op["operationId"]: {
+        str(code): response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for code, response in op["responses"].items()
+        if "content" in response
+    }
+    for methods in OPENAPI["paths"].values()
+    for op in methods.values()
+    if isinstance(op, dict) and "operationId" in op
+}
+
+
+def _strict(node):
+    """The spec's schemas without examples, and closed: pcluster's generated models print only the
+    attributes they declare, so an undeclared key in a fixture is a shaping mistake."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items() if k != "example"}
+    if "properties" in out:
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+STRICT_SCHEMAS = _strict(OPENAPI["components"]["schemas"])
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if "T" not in value or datetime.fromisoformat(value).tzinfo is None:
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time with a time zone")
+    return True
+
+
+def operation_of(stem: str) -> str:
+    """The pcluster operation a fixture answers: the longest operationId its name starts with,
+    else ``<verb>_cluster`` (describe_create_complete -> describe_cluster)."""
+    matches = [op for op in RESPONSES if stem == op or stem.startswith(op + "_")]
+    return max(matches, key=len) if matches else stem.split("_", 1)[0] + "_cluster"
+
+
+def spec_errors(doc: object, schema: str) -> list[str]:
+    validator = jsonschema.Draft4Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": {"schemas": STRICT_SCHEMAS}},
+        format_checker=FORMATS,
+    )
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    ]
+
+
+def test_every_fixture_has_a_readme_row_with_the_exit_status_the_fakes_use() -> None:
+    files = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md")
+    assert sorted(FIXTURE_ROWS) == files
+    for name, row in FIXTURE_ROWS.items():
+        assert int(row["rc"]) == answer(Path(name).stem).rc, f"{name}: rc in README vs EXIT_1"
+    assert len(SPEC_FIXTURES) >= 20
+
+
+@pytest.mark.parametrize("name", SPEC_FIXTURES)
+def test_spec_fixture_matches_its_operation_s_response_schema(name: str) -> None:
+    row = FIXTURE_ROWS[name]
+    schema = re.search(r"`(\w+ResponseContent)`", row["origin"])
+    assert schema, f"{name}: the README row names no ...ResponseContent schema"
+    schema_name = schema[1]
+    operation = operation_of(Path(name).stem)
+    codes = [c for c, s in RESPONSES[operation].items() if s == schema_name]
+    assert codes, f"{name}: {schema_name} is not a response of {operation}"
+    expect_success = int(row["rc"]) == 0
+    assert any(c.startswith("2") == expect_success for c in codes), (
+        f"{name}: rc {row['rc']} but {schema_name} answers {operation} with HTTP {codes}"
+    )
+    assert spec_errors(json.loads((FIXTURES / name).read_text()), schema_name) == []
+
+
+def test_spec_check_finds_undeclared_keys_wrong_types_and_bad_timestamps() -> None:
+    doc = data("describe_delete_failed")
+    assert spec_errors(doc, "DescribeClusterResponseContent") == []
+    doc["failureReason"] = "only in the spec's example"
+    doc["clusterStatus"] = "DELETED"
+    doc["creationTime"] = "2026-01-05 10:00"
+    del doc["region"]
+    doc["tags"][0]["value"] = 3
+    assert spec_errors(doc, "DescribeClusterResponseContent") == [
+        "(top): 'region' is a required property",
+        "(top): Additional properties are not allowed ('failureReason' was unexpected)",
+        "clusterStatus: 'DELETED' is not one of "
+        + str(OPENAPI["components"]["schemas"]["ClusterStatus"]["enum"]),
+        "creationTime: '2026-01-05 10:00' is not a 'date-time'",
+        "tags/0/value: 3 is not of type 'string'",
+    ]
+    assert operation_of("describe_cluster_instances") == "describe_cluster_instances"
+    assert operation_of("update_dryrun_fleet_stop") == "update_cluster"
+    assert operation_of("get_cluster_stack_events_delete_failed") == "get_cluster_stack_events"

@@ -16,6 +16,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import pytest
@@ -116,6 +117,24 @@ def pcluster_exe(tmp_path: Path) -> Path:
     exe.write_text("#!/bin/sh\nexit 99\n")
     exe.chmod(0o755)
     return exe
+
+
+@pytest.fixture
+def aws_clients(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Stand-ins for every ``AnsibleAWSModule.client(service)``, by service, made on first use.
+
+    No boto3 client is built, so no credential lookup runs: without credentials in the
+    environment botocore would look for them on the network (the instance metadata service,
+    through the proxy the fence sets). Tests hand the stand-in to whatever they fake in its
+    place and can check that the module passed it on.
+    """
+    made: dict[str, Any] = {}
+
+    def client(self: Any, service: str, retry_decorator: Any = None, **kwargs: Any) -> Any:
+        return made.setdefault(service, SimpleNamespace(service=service))
+
+    monkeypatch.setattr(AnsibleAWSModule, "client", client)
+    return made
 
 
 ROOT = Path(__file__).resolve().parents[4]

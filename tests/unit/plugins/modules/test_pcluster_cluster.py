@@ -328,12 +328,13 @@ def test_unsupported_update_is_refused_even_with_fleet_restart(run, fake: FakePc
 
 
 def test_check_mode_update_predicts_with_change_set_and_diff(
-    run, fake: FakePcluster, monkeypatch
+    run, fake: FakePcluster, monkeypatch, aws_clients
 ) -> None:
     deployed = CONFIG.replace("c7i.xlarge", "c6i.xlarge").replace("MaxCount: 4", "MaxCount: 2")
     urls: list[str] = []
 
     def fetch(client, url):
+        assert client is aws_clients["s3"]
         urls.append(url)
         return deployed
 
@@ -358,6 +359,7 @@ def test_check_mode_update_predicts_with_change_set_and_diff(
     assert yaml_diff["after"] == CONFIG
     assert "MaxCount: 2 -> 4 [SUPPORTED]" in change_set["prepared"]
     assert urls[0].startswith("https://parallelcluster-89e4e5f1cd12e98b-v1-do-not-delete.s3.")
+    assert list(aws_clients) == ["s3"]
 
 
 def test_check_mode_update_with_fleet_restart_predicts_it(run, fake: FakePcluster) -> None:
@@ -371,9 +373,10 @@ def test_check_mode_update_with_fleet_restart_predicts_it(run, fake: FakePcluste
 
 
 def test_diff_without_the_deployed_config_warns_and_keeps_the_change_set(
-    run, fake: FakePcluster, monkeypatch, warnings
+    run, fake: FakePcluster, monkeypatch, warnings, aws_clients
 ) -> None:
     def unreachable(client, url):
+        assert client is aws_clients["s3"]
         raise ValueError("describe-cluster gave no configuration URL (NOT_AVAILABLE)")
 
     monkeypatch.setattr(pc, "fetch_deployed_config", unreachable)
@@ -427,6 +430,73 @@ def test_delete_and_wait_until_gone(run, fake: FakePcluster) -> None:
     assert result["cluster"] is None
     assert result["status"] is None
     assert result["progress"][-1].endswith("cluster ml1: deleted")
+
+
+def test_delete_failed_reports_the_blocking_resource_and_the_log_tail(
+    run, fake: FakePcluster, clock: FakeClock
+) -> None:
+    fake.on(
+        "describe-cluster",
+        "describe_create_complete",
+        "describe_delete_in_progress",
+        "describe_delete_in_progress",
+        "describe_delete_failed",
+    )
+    fake.on("delete-cluster", "delete_cluster")
+    fake.on("get-cluster-stack-events", "get_cluster_stack_events_delete_failed")
+    fake.on("list-cluster-log-streams", "list_cluster_log_streams")
+    fake.on("get-cluster-log-events", "get_cluster_log_events")
+    result = run(state="absent", config=None, log_tail_lines=2)
+    assert result.failed
+    assert result["changed"] is True
+    assert result["status"] == "DELETE_FAILED"
+    # describe-cluster gives failures for CREATE_FAILED only: the reason is the stack's.
+    assert result["failures"] == []
+    reason = (
+        "resource sg-0c1d2e3f4a5b69788 has a dependent object (Service: Ec2, Status Code: 400, "
+        "Request ID: 5f0e6a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b)"
+    )
+    assert result["failed_resource"] == {
+        "logical_resource_id": "ComputeSecurityGroup",
+        "resource_type": "AWS::EC2::SecurityGroup",
+        "resource_status": "DELETE_FAILED",
+        "reason": reason,
+        "timestamp": "2026-01-07T08:21:38.000Z",
+    }
+    # No headNode in a deleting cluster's description: the stream is named, not attributed.
+    stream = "ip-10-0-0-10.i-0123456789abcdef0.cfn-init"
+    assert result["log_stream"] == stream
+    assert result["log_tail"] == [
+        "2026-01-05 10:29:45,310 [ERROR] " + "-" * 23 + "BUILD FAILED!" + "-" * 24,
+        "2026-01-05 10:29:45,311 [ERROR] Unhandled exception during build: Command chef failed",
+    ]
+    assert flag(fake.argv_of("get-cluster-log-events"), "--log-stream-name") == stream
+    assert flag(fake.argv_of("get-cluster-log-events"), "--limit") == "2"
+    msg = result["msg"]
+    assert msg.startswith(
+        "cluster ml1: DELETE_FAILED; first failed resource ComputeSecurityGroup "
+        f"(AWS::EC2::SecurityGroup): {reason}; node log {stream}: "
+    )
+    assert msg.endswith(
+        "; remove what blocks the deletion (see the failed resource) and re-run with state: absent"
+    )
+    assert "diagnosis_notes" not in result
+    assert fake.operations() == [
+        "describe-cluster",
+        "delete-cluster",
+        "describe-cluster",
+        "describe-cluster",
+        "describe-cluster",
+        "get-cluster-stack-events",
+        "list-cluster-log-streams",
+        "get-cluster-log-events",
+    ]
+    assert clock.sleeps == [30, 30]
+    assert [line.split(" ", 1)[1] for line in result["progress"]] == [
+        "cluster ml1: delete-cluster accepted (DELETE_IN_PROGRESS)",
+        "cluster ml1: DELETE_IN_PROGRESS, fleet UNKNOWN",
+        "cluster ml1: DELETE_FAILED, fleet UNKNOWN",
+    ]
 
 
 def test_delete_of_a_missing_cluster_changes_nothing(run, fake: FakePcluster) -> None:

@@ -1,4 +1,5 @@
-"""pcluster_cluster_info's main() on pcluster fixtures (no real pcluster, no S3)."""
+"""pcluster_cluster_info's main() on pcluster fixtures (no real pcluster, no S3: the module's S3
+client is a stand-in from ``aws_clients``)."""
 
 from __future__ import annotations
 
@@ -79,11 +80,12 @@ def test_info_of_a_missing_cluster(run, fake: FakePcluster) -> None:
     assert result == {"changed": False, "exists": False, "status": None}
 
 
-def test_info_with_the_deployed_config(run, fake: FakePcluster, monkeypatch) -> None:
+def test_info_with_the_deployed_config(run, fake: FakePcluster, monkeypatch, aws_clients) -> None:
     existing(fake)
     urls: list[str] = []
 
     def fetch(client, url):
+        assert client is aws_clients["s3"]
         urls.append(url)
         return DEPLOYED
 
@@ -95,12 +97,16 @@ def test_info_with_the_deployed_config(run, fake: FakePcluster, monkeypatch) -> 
         "Scheduling": {"Scheduler": "slurm"},
     }
     assert "X-Amz-Signature" in urls[0]
+    assert list(aws_clients) == ["s3"]
 
 
-def test_unreadable_config_is_a_warning(run, fake: FakePcluster, monkeypatch, warnings) -> None:
+def test_unreadable_config_is_a_warning(
+    run, fake: FakePcluster, monkeypatch, warnings, aws_clients
+) -> None:
     existing(fake)
 
     def denied(client, url):
+        assert client is aws_clients["s3"]
         raise ValueError("describe-cluster gave no configuration URL (NOT_AVAILABLE)")
 
     monkeypatch.setattr(pc, "fetch_deployed_config", denied)
