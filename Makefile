@@ -64,7 +64,8 @@ ANSIBLE_LINT_STAMP := .cache/ansible-lint.clean
 lint: deps
 	@echo "== lint: yamllint, ansible-lint, ruff, shellcheck, changelog"
 	$(BIN)/yamllint --strict .
-	@tree=$$(git ls-files -co --exclude-standard -z | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-64); \
+	@tree=$$( (git ls-files -co --exclude-standard -z | sort -z | xargs -0 sha256sum 2>/dev/null || true) \
+	  | sha256sum | cut -c1-64); \
 	if [ "$(ANSIBLE_LINT)" = cached ] && [ "$$(cat $(ANSIBLE_LINT_STAMP) 2>/dev/null)" = "$$tree" ]; then \
 	  echo "ansible-lint: tree unchanged since its last clean run here, not run again"; \
 	else \
