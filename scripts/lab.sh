@@ -112,6 +112,8 @@ ensure_emulator() {
     stop_emulator
   fi
   if emulator_answers; then
+    # Record who serves the port, so that down stops it even if this state did not start it.
+    emulator_pids | head -n 1 >"${pidfile}"
     log "AWS emulator on ${AWS_ENDPOINT_URL} (running)"
   else
     log "starting AWS emulator on ${AWS_ENDPOINT_URL}"
@@ -132,18 +134,35 @@ ensure_emulator() {
   log "$(labctl register)"
 }
 
+# The emulator processes serving the lab's port, whoever started them: a pid file alone can be
+# stale (an emulator left by another checkout or an interrupted run answers on the same port).
+emulator_pids() {
+  local dir args
+  for dir in /proc/[0-9]*; do
+    args=$(tr '\0' ' ' 2>/dev/null <"${dir}/cmdline") || continue
+    if [[ "${args}" == *moto_server*" -p ${XPU_LAB_AWS_PORT} "* ]]; then
+      echo "${dir#/proc/}"
+    fi
+  done
+}
+
 stop_emulator() {
-  local pid
-  [[ -s "${XPU_LAB_STATE}/emulator.pid" ]] || return 0
-  pid=$(cat "${XPU_LAB_STATE}/emulator.pid")
-  if kill -0 "${pid}" 2>/dev/null; then
+  local pids pid alive
+  pids=$({ cat "${XPU_LAB_STATE}/emulator.pid" 2>/dev/null || true; emulator_pids; } | sort -u)
+  for pid in ${pids}; do
     kill "${pid}" 2>/dev/null || true
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      kill -0 "${pid}" 2>/dev/null || break
-      sleep 0.2
+  done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    alive=0
+    for pid in ${pids}; do
+      kill -0 "${pid}" 2>/dev/null && alive=1
     done
+    ((alive)) || break
+    sleep 0.2
+  done
+  for pid in ${pids}; do
     kill -9 "${pid}" 2>/dev/null || true
-  fi
+  done
   rm -f "${XPU_LAB_STATE}/emulator.pid"
 }
 

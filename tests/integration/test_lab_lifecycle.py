@@ -65,6 +65,9 @@ def test_up_converges_after_the_emulator_restarts(lab_up) -> None:
     proc = lab("up")
     assert "starting AWS emulator" in proc.stdout
     assert "emulator: 4 created, 0 terminated, 0 unchanged" in proc.stdout
+    # the pid file names the process that serves the port
+    pid = int((ROOT / ".lab" / "emulator.pid").read_text())
+    assert "moto_server" in Path(f"/proc/{pid}/cmdline").read_text()
     inv = inventory_list("inventories/lab")
     assert sorted(inv["compute"]["children"]) == ["queue_cpu"]
     assert len(inv["queue_cpu"]["hosts"]) == 2
@@ -91,6 +94,9 @@ def test_down_leaves_nothing_behind(lab_up) -> None:
     state = ROOT / ".lab"
     port = int(os.environ.get("XPU_LAB_AWS_PORT", "5055"))
     assert _port_open(port)
+    # A stale pid file (an emulator started by another checkout or an interrupted run answers on
+    # the lab's port): down finds the emulator by its port, not only by the file.
+    (state / "emulator.pid").write_text("999999999\n")
     started = time.monotonic()
     lab("down")
     TIMINGS["lab down"] = time.monotonic() - started
