@@ -181,6 +181,26 @@ def retained_resources(template: Any) -> set[str]:
     }
 
 
+def _delete_versions(s3: Any, bucket: str, keys: list[dict[str, str]]) -> None:
+    """DeleteObjects over ``keys`` (object versions), in batches; fail naming what stayed."""
+    for start in range(0, len(keys), DELETE_OBJECTS_BATCH):
+        batch = keys[start : start + DELETE_OBJECTS_BATCH]
+        response = s3.delete_objects(
+            aws_retry=True, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+        )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StackError(
+                f"bucket {bucket} could not be emptied before deleting the stack: "
+                f"{first.get('Key')} ({first.get('VersionId')}): {first.get('Code')} "
+                f"{first.get('Message')}; {len(errors)} object(s) left. Grant "
+                "s3:ListBucketVersions, s3:DeleteObject and s3:DeleteObjectVersion on it, "
+                "or empty it yourself and re-run",
+                bucket=bucket,
+            )
+
+
 def empty_bucket(s3: Any, bucket: str, check_mode: bool) -> int:
     """Delete every object version and delete marker in ``bucket``; return how many there were.
 
@@ -198,22 +218,8 @@ def empty_bucket(s3: Any, bucket: str, check_mode: bool) -> int:
             {"Key": v["Key"], "VersionId": v["VersionId"]}
             for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or [])
         ]
-        for start in range(0, 0 if check_mode else len(keys), DELETE_OBJECTS_BATCH):
-            batch = keys[start : start + DELETE_OBJECTS_BATCH]
-            response = s3.delete_objects(
-                aws_retry=True, Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
-            )
-            errors = response.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise StackError(
-                    f"bucket {bucket} could not be emptied before deleting the stack: "
-                    f"{first.get('Key')} ({first.get('VersionId')}): {first.get('Code')} "
-                    f"{first.get('Message')}; {len(errors)} object(s) left. Grant "
-                    "s3:ListBucketVersions, s3:DeleteObject and s3:DeleteObjectVersion on it, "
-                    "or empty it yourself and re-run",
-                    bucket=bucket,
-                )
+        if keys and not check_mode:
+            _delete_versions(s3, bucket, keys)
         count += len(keys)
         if not page.get("IsTruncated"):
             return count

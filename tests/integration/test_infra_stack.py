@@ -116,19 +116,7 @@ class Infra:
             json.dumps(extra),
             *options,
         ]
-        proc = subprocess.run(
-            argv,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
-            check=False,
-        )
-        assert returncode is None or proc.returncode == returncode, (
-            f"{' '.join(argv)}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-        )
-        return proc
+        return ansible(argv, returncode)
 
     def described(self) -> dict[str, Any] | None:
         try:
@@ -167,6 +155,23 @@ class Infra:
             except self.cfn.exceptions.ClientError as err:
                 if "DependencyViolation" not in str(err):
                     raise
+
+
+def ansible(argv: list[str], returncode: int | None = 0) -> subprocess.CompletedProcess:
+    """Run an Ansible command from the repository root; check its exit status unless None."""
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        check=False,
+    )
+    assert returncode is None or proc.returncode == returncode, (
+        f"{' '.join(argv)}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
+    return proc
 
 
 def recap(stdout: str) -> dict[str, int]:
@@ -264,7 +269,7 @@ def test_update_puts_the_new_ssh_cidr_on_the_security_group(infra: Infra) -> Non
 
 def test_read_returns_the_outputs_and_changes_nothing(infra: Infra) -> None:
     before = infra.described()
-    proc = subprocess.run(
+    proc = ansible(
         [
             str(ANSIBLE_PLAYBOOK.with_name("ansible")),
             "localhost",
@@ -274,15 +279,8 @@ def test_read_returns_the_outputs_and_changes_nothing(infra: Infra) -> None:
             "xpu.parallelcluster.infra_stack",
             "-a",
             f"name={infra.stack} state=read region=us-east-1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0"},
-        check=False,
+        ]
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = yaml.safe_load(proc.stdout.split("=>", 1)[1])  # the yaml result format
     assert result["changed"] is False
     assert result["outputs"] == infra.outputs()

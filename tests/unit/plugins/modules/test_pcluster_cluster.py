@@ -69,6 +69,13 @@ def run(run_module, tmp_path: Path, pcluster_exe: Path, fake: FakePcluster, cloc
     return runner
 
 
+def failure_logs(fake: FakePcluster, stack_events: str = "get_cluster_stack_events") -> None:
+    """What the module reads after a failure: the stack's events, then a node's log tail."""
+    fake.on("get-cluster-stack-events", stack_events)
+    fake.on("list-cluster-log-streams", "list_cluster_log_streams")
+    fake.on("get-cluster-log-events", "get_cluster_log_events")
+
+
 def flag(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
@@ -138,9 +145,7 @@ def test_create_failure_reports_failures_stack_event_and_log_tail(run, fake: Fak
         "describe_create_failed",
     )
     fake.on("create-cluster", "create_cluster")
-    fake.on("get-cluster-stack-events", "get_cluster_stack_events")
-    fake.on("list-cluster-log-streams", "list_cluster_log_streams")
-    fake.on("get-cluster-log-events", "get_cluster_log_events")
+    failure_logs(fake)
     result = run(rollback_on_failure=False, log_tail_lines=3)
     assert result.failed
     msg = result["msg"]
@@ -389,9 +394,7 @@ def test_diff_without_the_deployed_config_warns_and_keeps_the_change_set(
 
 def test_existing_failed_cluster_must_be_deleted_first(run, fake: FakePcluster) -> None:
     fake.on("describe-cluster", "describe_create_failed")
-    fake.on("get-cluster-stack-events", "get_cluster_stack_events")
-    fake.on("list-cluster-log-streams", "list_cluster_log_streams")
-    fake.on("get-cluster-log-events", "get_cluster_log_events")
+    failure_logs(fake)
     result = run()
     assert result.failed
     assert "cannot be updated: delete it (state: absent)" in result["msg"]
@@ -443,9 +446,7 @@ def test_delete_failed_reports_the_blocking_resource_and_the_log_tail(
         "describe_delete_failed",
     )
     fake.on("delete-cluster", "delete_cluster")
-    fake.on("get-cluster-stack-events", "get_cluster_stack_events_delete_failed")
-    fake.on("list-cluster-log-streams", "list_cluster_log_streams")
-    fake.on("get-cluster-log-events", "get_cluster_log_events")
+    failure_logs(fake, "get_cluster_stack_events_delete_failed")
     result = run(state="absent", config=None, log_tail_lines=2)
     assert result.failed
     assert result["changed"] is True
